@@ -1,0 +1,58 @@
+"""Command line: `python -m data_tools prepare NAME`, `python -m data_tools preview NAME --out FILE.png`."""
+
+import argparse
+import sys
+
+from data_tools import datasets
+
+
+def preview(name, out, split="train", count=40, data_dir=None):
+    """Writes a grid of the first `count` examples with their labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from data_tools.sources import CIFAR10_CLASSES
+
+    images, labels = datasets.load_dataset(name, split, data_dir)
+    columns = 10
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.35))
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < min(count, len(images)):
+            image = images[i]
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            label = CIFAR10_CLASSES[labels[i]] if name == "cifar10" else str(labels[i])
+            ax.set_title(label, fontsize=8)
+    fig.suptitle(f"{name} ({split})")
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m data_tools", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    prepare = commands.add_parser("prepare", help="load or build a data set into the cache")
+    prepare.add_argument("name", choices=datasets.DATASETS)
+    show = commands.add_parser("preview", help="write a PNG grid of examples with labels")
+    show.add_argument("name", choices=datasets.DATASETS)
+    show.add_argument("--out", required=True)
+    show.add_argument("--split", default="train", choices=datasets.SPLITS)
+    show.add_argument("--count", type=int, default=40)
+    for sub in (prepare, show):
+        sub.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        for split in datasets.SPLITS:
+            images, labels, _ = datasets.load_raw(args.name, split, args.data_dir, progress=True)
+            print(f"{args.name} {split}: {images.shape[0]} images of {images.shape[1:]}")
+    else:
+        preview(args.name, args.out, args.split, args.count, args.data_dir)
+        print(f"Wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Where MNIST and CIFAR-10 come from: a local folder, the user's cache, or a download.
+
+Lookup order for every data set: the `data_dir` argument, the environment variable
+`KERAS_ACE_DATA`, the cache (`KERAS_ACE_CACHE`, default `~/.cache/keras_ace`), and last a
+download through Keras' own dataset download into the cache. The download is never tried
+when `KERAS_ACE_OFFLINE=1` or when the dataset host does not answer within a few seconds:
+instead a `DataNotFoundError` says where it looked and which file to put where.
+"""
+
+import io
+import os
+import tempfile
+import threading
+import zipfile
+
+import numpy as np
+
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+# How long to wait for the dataset host before calling the machine offline.
+NETWORK_TIMEOUT_S = 3.0
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when a data set is neither on disk nor downloadable."""
+
+
+def cache_dir():
+    """The folder that holds downloaded and derived data sets."""
+    path = os.environ.get("KERAS_ACE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "keras_ace"
+    )
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def search_dirs(data_dir=None):
+    """The folders searched, in order, for local copies of the data."""
+    dirs = [data_dir, os.environ.get("KERAS_ACE_DATA"), cache_dir()]
+    return [os.path.abspath(os.path.expanduser(d)) for d in dirs if d]
+
+
+def atomic_save_npz(path, **arrays):
+    """Writes an `.npz` so that an interrupted write never leaves a file at `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def network_available(url=MNIST_URL):
+    """True when `url` answers an HTTP HEAD request within `NETWORK_TIMEOUT_S`.
+
+    The check runs in a daemon thread because name resolution ignores socket
+    timeouts; a machine without network must fail in seconds, not minutes.
+    """
+    import urllib.request
+
+    result = []
+
+    def probe():
+        try:
+            request = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(request, timeout=NETWORK_TIMEOUT_S) as response:
+                result.append(response.status < 400)
+        except Exception:  # Any failure means: do not try to download.
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(NETWORK_TIMEOUT_S + 0.5)
+    return bool(result and result[0])
+
+
+def _not_found(name, files, dirs, reason):
+    return DataNotFoundError(
+        f"{name} was not found and could not be downloaded ({reason}). Looked for "
+        f"{' or '.join(files)} in: {', '.join(dirs)}. Put {files[0]} into one of these "
+        f"folders, or point KERAS_ACE_DATA (or the data_dir argument) at the folder "
+        f"that holds it."
+    )
+
+
+def _find(files, data_dir):
+    for folder in search_dirs(data_dir):
+        for file in files:
+            path = os.path.join(folder, file)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def _download_allowed(name, files, data_dir):
+    if os.environ.get("KERAS_ACE_OFFLINE", "") not in ("", "0"):
+        raise _not_found(name, files, search_dirs(data_dir), "KERAS_ACE_OFFLINE is set")
+    if not network_available():
+        raise _not_found(name, files, search_dirs(data_dir), "the network is unreachable")
+
+
+def _split_npz(path):
+    with np.load(path) as data:
+        return (data["x_train"], data["y_train"].astype(np.int64)), (
+            data["x_test"],
+            data["y_test"].astype(np.int64),
+        )
+
+
+def load_mnist(data_dir=None):
+    """Loads MNIST as uint8 images (N, 28, 28) and int64 labels (N,).
+
+    Args:
+        data_dir: a folder holding `mnist.npz` (Keras' layout); searched first.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`.
+    """
+    files = ["mnist.npz"]
+    path = _find(files, data_dir)
+    if path is None:
+        _download_allowed("MNIST", files, data_dir)
+        import keras
+
+        path = keras.utils.get_file(
+            fname="mnist.npz", origin=MNIST_URL, cache_dir=cache_dir(), cache_subdir="."
+        )
+    return _split_npz(path)
+
+
+def _read_image_folder_zip(path):
+    """Reads `train/<class>/*.jpg` and `test/<class>/*.jpg` from a zip."""
+    from PIL import Image
+
+    splits = {"train": ([], []), "test": ([], [])}
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(archive.namelist()):
+            parts = name.split("/")
+            if len(parts) != 3 or not parts[2] or parts[0] not in splits:
+                continue
+            if parts[1] not in CIFAR10_CLASSES:
+                raise ValueError(f"Unknown CIFAR-10 class folder in {path}: {parts[1]!r}")
+            image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+            splits[parts[0]][0].append(np.asarray(image, dtype=np.uint8))
+            splits[parts[0]][1].append(CIFAR10_CLASSES.index(parts[1]))
+    return tuple(
+        (np.stack(images), np.asarray(labels, dtype=np.int64))
+        for images, labels in splits.values()
+    )
+
+
+def _download_cifar10(target):
+    import pickle
+    import tarfile
+
+    import keras
+
+    archive = keras.utils.get_file(
+        fname="cifar-10-python.tar.gz", origin=CIFAR10_URL, cache_dir=cache_dir(), cache_subdir="."
+    )
+    batches = {"train": [], "test": []}
+    with tarfile.open(archive) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            base = os.path.basename(member.name)
+            split = "train" if base.startswith("data_batch") else "test" if base == "test_batch" else None
+            if split:
+                batches[split].append(pickle.load(tar.extractfile(member), encoding="bytes"))
+
+    def stack(split):
+        x = np.concatenate([b[b"data"] for b in batches[split]]).reshape(-1, 3, 32, 32)
+        y = np.concatenate([b[b"labels"] for b in batches[split]])
+        return x.transpose(0, 2, 3, 1).astype(np.uint8), y.astype(np.int64)
+
+    (x_train, y_train), (x_test, y_test) = stack("train"), stack("test")
+    atomic_save_npz(target, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+
+def load_cifar10(data_dir=None):
+    """Loads CIFAR-10 as uint8 images (N, 32, 32, 3) and int64 labels (N,).
+
+    Reads `cifar10.npz` (MNIST's keys) or `cifar10-jpeg.zip` (image-folder layout).
+    A zip is decoded once and kept in the cache as `cifar10.npz`.
+
+    Args:
+        data_dir: a folder holding one of those files; searched first.
+
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`.
+    """
+    files = ["cifar10.npz", "cifar10-jpeg.zip"]
+    path = _find(files, data_dir)
+    cached = os.path.join(cache_dir(), "cifar10.npz")
+    if path is None:
+        _download_allowed("CIFAR-10", files, data_dir)
+        _download_cifar10(cached)
+        path = cached
+    if path.endswith(".zip"):
+        decoded = os.path.join(cache_dir(), f"cifar10-from-zip-{os.path.getsize(path)}.npz")
+        if not os.path.isfile(decoded):
+            (x_train, y_train), (x_test, y_test) = _read_image_folder_zip(path)
+            atomic_save_npz(decoded, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+        path = decoded
+    return _split_npz(path)
