@@ -1,0 +1,9 @@
+"""The paper's building blocks as serialisable Keras layers."""
+
+from keras_ace.layers.color_mixing import ColorMixing
+from keras_ace.layers.color_mixing import RowStochastic
+from keras_ace.layers.gibbs_sampler import GibbsSampler
+from keras_ace.layers.spatial_transformer import IDENTITY_THETA
+from keras_ace.layers.spatial_transformer import InverseAffine
+from keras_ace.layers.spatial_transformer import SpatialTransformer
+from keras_ace.layers.spatial_transformer import localization_net

@@ -1,0 +1,229 @@
+"""Affine spatial transforms (box 0.4 of Figure 5) and their inverse.
+
+Convention, as in Spatial Transformer Networks (Jaderberg et al. 2015): `theta` holds a
+2x3 matrix row by row, `(a, b, tx, c, d, ty)`, that maps each *output* pixel's normalised
+coordinates `(x, y, 1)` to the *input* point it samples:
+
+    x_in = a x + b y + tx,   y_in = c x + d y + ty.
+
+Normalised coordinates run from -1 (first pixel centre) to +1 (last pixel centre), `x`
+to the right and `y` downwards. The identity is `(1, 0, 0, 0, 1, 0)`.
+"""
+
+import keras
+from keras import ops
+
+from keras_ace.api_export import keras_ace_export
+from keras_ace.initializers import PaperConvUniform
+
+IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def check_theta_shape(shape, layer):
+    if len(shape) != 2 or shape[-1] != 6:
+        raise ValueError(
+            f"{layer} expects theta of shape (batch, 6). Received: theta.shape={tuple(shape)}"
+        )
+
+
+def check_image_shape(shape, layer):
+    if len(shape) != 4:
+        raise ValueError(
+            f"{layer} expects images of shape (batch, height, width, channels). "
+            f"Received: images.shape={tuple(shape)}"
+        )
+
+
+@keras_ace_export
+class SpatialTransformer(keras.layers.Layer):
+    """Resamples images bilinearly through per-example affine transforms.
+
+    Points outside the input read zeros. Differentiable with respect to both the images
+    and `theta`; a `theta` that maps the grid far outside the image gives a blank image.
+    Written with `keras.ops` only (not `keras.ops.image.affine_transform`, which passes
+    no gradient to the transform).
+
+    Args:
+        output_size: `(height, width)` of the output grid; default: the input's size.
+
+    Call arguments:
+        inputs: `[images, theta]`, images (B, H, W, C) and theta (B, 6).
+
+    Returns:
+        (B, out_height, out_width, C).
+
+    Example:
+    >>> import numpy as np
+    >>> images = np.random.rand(2, 8, 8, 1).astype("float32")
+    >>> theta = np.tile([[1, 0, 0, 0, 1, 0]], (2, 1)).astype("float32")
+    >>> np.allclose(SpatialTransformer()([images, theta]), images, atol=1e-5)
+    True
+    """
+
+    def __init__(self, output_size=None, **kwargs):
+        super().__init__(**kwargs)
+        if output_size is not None:
+            output_size = tuple(int(s) for s in output_size)
+            if len(output_size) != 2 or min(output_size) < 1:
+                raise ValueError(
+                    f"output_size must be (height, width) of positive sizes. Received: output_size={output_size}"
+                )
+        self.output_size = output_size
+
+    def build(self, input_shape):
+        image_shape, theta_shape = input_shape
+        check_image_shape(image_shape, "SpatialTransformer")
+        check_theta_shape(theta_shape, "SpatialTransformer")
+
+    def call(self, inputs):
+        images, theta = inputs
+        height, width = images.shape[1], images.shape[2]
+        out_h, out_w = self.output_size or (height, width)
+        return resample(images, theta, out_h, out_w)
+
+    def compute_output_shape(self, input_shape):
+        image_shape = input_shape[0]
+        out_h, out_w = self.output_size or image_shape[1:3]
+        return (image_shape[0], out_h, out_w, image_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+
+def sampling_grid(theta, out_h, out_w):
+    """Input-pixel coordinates sampled by each output pixel: x, y of shape (B, P)."""
+    xs = ops.linspace(-1.0, 1.0, out_w)
+    ys = ops.linspace(-1.0, 1.0, out_h)
+    grid_x, grid_y = ops.meshgrid(xs, ys)  # (out_h, out_w) each
+    grid = ops.stack(
+        [ops.reshape(grid_x, (-1,)), ops.reshape(grid_y, (-1,)), ops.ones((out_h * out_w,))], axis=0
+    )  # (3, P)
+    matrix = ops.reshape(ops.cast(theta, "float32"), (-1, 2, 3))
+    source = ops.matmul(matrix, ops.cast(grid, "float32"))  # (B, 2, P)
+    return source[:, 0], source[:, 1]
+
+
+def resample(images, theta, out_h, out_w):
+    """The bilinear sampler behind `SpatialTransformer`: (B, H, W, C) -> (B, out_h, out_w, C)."""
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    batch = ops.shape(images)[0]
+    x, y = sampling_grid(theta, out_h, out_w)
+    # To pixel units; clipping just outside the image keeps far-away points finite and
+    # makes them read zeros (the clipped region has zero weight or zero value).
+    x = ops.clip((x + 1.0) * (width - 1) / 2.0, -2.0, width + 1.0)  # (B, P)
+    y = ops.clip((y + 1.0) * (height - 1) / 2.0, -2.0, height + 1.0)
+    x0 = ops.floor(x)
+    y0 = ops.floor(y)
+    wx = x - x0  # gradients to theta flow through the interpolation weights
+    wy = y - y0
+    flat = ops.reshape(images, (-1, channels))  # (B * H * W, C)
+    offset = ops.expand_dims(ops.arange(batch, dtype="int32") * (height * width), 1)  # (B, 1)
+
+    def corner(yy, xx, weight):
+        inside = (xx >= 0) & (xx <= width - 1) & (yy >= 0) & (yy <= height - 1)
+        index = ops.cast(ops.clip(yy, 0, height - 1) * width + ops.clip(xx, 0, width - 1), "int32")
+        values = ops.take(flat, offset + index, axis=0)  # (B, P, C)
+        weight = ops.where(inside, weight, ops.zeros_like(weight))
+        return values * ops.expand_dims(ops.cast(weight, values.dtype), -1)
+
+    out = (
+        corner(y0, x0, (1 - wy) * (1 - wx))
+        + corner(y0, x0 + 1, (1 - wy) * wx)
+        + corner(y0 + 1, x0, wy * (1 - wx))
+        + corner(y0 + 1, x0 + 1, wy * wx)
+    )
+    return ops.reshape(out, (-1, out_h, out_w, channels))
+
+
+@keras_ace_export
+class InverseAffine(keras.layers.Layer):
+    """Maps theta to the theta of the inverse transform.
+
+    Resampling with theta and then with `InverseAffine()(theta)` returns the input, up to
+    what left the canvas. Guard: a determinant smaller than `min_determinant` in
+    magnitude is replaced by `+/- min_determinant` (its sign kept, zero counted as
+    positive), so near-singular transforms give large but finite inverses, never NaN or
+    Inf.
+
+    Args:
+        min_determinant: the smallest determinant magnitude used in the inverse.
+
+    Call arguments:
+        theta: (B, 6).
+
+    Returns:
+        (B, 6).
+    """
+
+    def __init__(self, min_determinant=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if not min_determinant > 0:
+            raise ValueError(f"min_determinant must be positive. Received: min_determinant={min_determinant}")
+        self.min_determinant = float(min_determinant)
+
+    def build(self, input_shape):
+        check_theta_shape(input_shape, "InverseAffine")
+
+    def call(self, theta):
+        return invert_theta(theta, self.min_determinant)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "min_determinant": self.min_determinant}
+
+
+def invert_theta(theta, min_determinant=1e-3):
+    """The closed-form inverse of (B, 6) affine parameters (see `InverseAffine`)."""
+    a, b, tx, c, d, ty = [theta[:, i] for i in range(6)]
+    det = a * d - b * c
+    sign = ops.where(det < 0, -ops.ones_like(det), ops.ones_like(det))
+    det = ops.where(ops.abs(det) < min_determinant, sign * min_determinant, det)
+    ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
+    return ops.stack([ia, ib, -(ia * tx + ib * ty), ic, id_, -(ic * tx + id_ * ty)], axis=1)
+
+
+def localization_trunk(filters, kernel_size, units, name="localization"):
+    """The hidden layers of a localisation net: conv-pool blocks, then one dense layer."""
+    layers = []
+    for i, f in enumerate(filters):
+        layers.append(
+            keras.layers.Conv2D(
+                f,
+                kernel_size,
+                padding="same",
+                activation="relu",
+                kernel_initializer=PaperConvUniform(),
+                name=f"{name}_conv{i}",
+            )
+        )
+        layers.append(keras.layers.MaxPooling2D(2, name=f"{name}_pool{i}"))
+    layers.append(keras.layers.Flatten(name=f"{name}_flatten"))
+    layers.append(keras.layers.Dense(units, activation="relu", name=f"{name}_dense"))
+    return layers
+
+
+def identity_theta_head(name="theta"):
+    """A dense layer that outputs the identity transform until it learns otherwise."""
+    return keras.layers.Dense(
+        6,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(IDENTITY_THETA),
+        name=name,
+    )
+
+
+def localization_net(filters=(20, 20), kernel_size=5, units=50, name="localization"):
+    """The localisation net of DESIGN.md: images (B, H, W, C) -> theta (B, 6).
+
+    MNIST sizes by default (conv 20 5x5, pool, conv 20 5x5, pool, dense 50, dense 6); the
+    last layer starts at the identity transform (zero kernel, identity bias).
+
+    Example:
+    >>> net = localization_net()
+    >>> theta = net(np.zeros((2, 42, 42, 1), "float32"))  # doctest: +SKIP
+    """
+    return keras.Sequential(
+        localization_trunk(filters, kernel_size, units, name) + [identity_theta_head(f"{name}_theta")], name=name
+    )

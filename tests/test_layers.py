@@ -1,0 +1,296 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_ace import layers
+from keras_ace.initializers import PaperConvUniform
+from tests.helpers import gradient
+from tests.helpers import numpy
+from tests.helpers import save_and_reload
+
+RNG = np.random.default_rng(0)
+IDENTITY = np.asarray(layers.IDENTITY_THETA, np.float32)
+
+
+def rotation_theta(degrees, scale=1.0, tx=0.0, ty=0.0):
+    a = math.radians(degrees)
+    return np.asarray([math.cos(a) * scale, -math.sin(a) * scale, tx, math.sin(a) * scale, math.cos(a) * scale, ty], np.float32)
+
+
+def roll_with_zeros(image, dy, dx):
+    out = np.zeros_like(image)
+    h, w = image.shape[:2]
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    return out
+
+
+def functional_model(layer, input_shapes):
+    inputs = [keras.Input(shape) for shape in input_shapes]
+    return keras.Model(inputs, layer(inputs if len(inputs) > 1 else inputs[0]))
+
+
+class TestSpatialTransformer:
+    def test_identity_returns_input(self):
+        images = RNG.random((3, 9, 7, 2)).astype(np.float32)
+        out = layers.SpatialTransformer()([images, np.tile(IDENTITY, (3, 1))])
+        np.testing.assert_allclose(numpy(out), images, atol=1e-5)
+
+    def test_rotation_by_90_degrees_matches_rot90(self):
+        images = RNG.random((1, 8, 8, 1)).astype(np.float32)
+        # Output (x, y) samples input (-y, x): a counter-clockwise turn, as np.rot90.
+        theta = np.asarray([[0, -1, 0, 1, 0, 0]], np.float32)
+        out = numpy(layers.SpatialTransformer()([images, theta]))
+        np.testing.assert_allclose(out[0, 1:-1, 1:-1, 0], np.rot90(images[0, :, :, 0])[1:-1, 1:-1], atol=1e-5)
+
+    def test_integer_shift_matches_roll_with_zero_fill(self):
+        images = RNG.random((1, 10, 12, 1)).astype(np.float32)
+        dy, dx = 2, -3
+        theta = np.asarray([[1, 0, -2 * dx / 11, 0, 1, -2 * dy / 9]], np.float32)
+        out = numpy(layers.SpatialTransformer()([images, theta]))
+        np.testing.assert_allclose(out[0], roll_with_zeros(images[0], dy, dx), atol=1e-5)
+
+    def test_batch_of_different_thetas(self):
+        images = RNG.random((3, 8, 8, 1)).astype(np.float32)
+        thetas = np.stack([IDENTITY, [0, -1, 0, 1, 0, 0], [1, 0, 0, 0, 1, 0]]).astype(np.float32)
+        out = numpy(layers.SpatialTransformer()([images, thetas]))
+        np.testing.assert_allclose(out[0], images[0], atol=1e-5)
+        np.testing.assert_allclose(out[1, 1:-1, 1:-1, 0], np.rot90(images[1, :, :, 0])[1:-1, 1:-1], atol=1e-5)
+        np.testing.assert_allclose(out[2], images[2], atol=1e-5)
+
+    def test_output_size(self):
+        images = RNG.random((2, 8, 8, 3)).astype(np.float32)
+        layer = layers.SpatialTransformer(output_size=(4, 5))
+        out = layer([images, np.tile(IDENTITY, (2, 1))])
+        assert out.shape == (2, 4, 5, 3) == layer.compute_output_shape(((2, 8, 8, 3), (2, 6)))
+
+    def test_far_away_theta_gives_blank_image_not_nan(self):
+        images = RNG.random((2, 8, 8, 1)).astype(np.float32)
+        theta = np.asarray([[1, 0, 50, 0, 1, 50], [1e8, 0, 0, 0, 1e8, 0]], np.float32)
+        out = numpy(layers.SpatialTransformer()([images, theta]))
+        assert np.isfinite(out).all() and np.abs(out[0]).max() == 0
+
+    def test_gradient_with_respect_to_theta_matches_finite_differences(self):
+        ys, xs = np.mgrid[0:12, 0:12]
+        images = np.exp(-((xs - 5.3) ** 2 + (ys - 6.1) ** 2) / 8.0)[None, :, :, None].astype(np.float32)
+        theta0 = rotation_theta(20, 0.9, 0.1, -0.05)[None]
+        weights = RNG.random((1, 12, 12, 1)).astype(np.float32)
+
+        def loss(theta):
+            return ops.sum(layers.SpatialTransformer()([images, theta]) * weights)
+
+        analytic = gradient(loss, theta0)
+        eps = 1e-3
+        numeric = np.zeros(6)
+        for i in range(6):
+            step = np.zeros((1, 6), np.float32)
+            step[0, i] = eps
+            numeric[i] = (float(numpy(loss(theta0 + step))) - float(numpy(loss(theta0 - step)))) / (2 * eps)
+        assert np.abs(analytic).max() > 0.1
+        np.testing.assert_allclose(analytic[0], numeric, rtol=0.05, atol=0.02)
+
+    def test_gradient_with_respect_to_images(self):
+        images = RNG.random((1, 6, 6, 1)).astype(np.float32)
+        theta = rotation_theta(10)[None]
+        grad = gradient(lambda x: ops.sum(layers.SpatialTransformer()([x, theta])), images)
+        assert np.isfinite(grad).all() and grad.sum() > 0
+
+    def test_bad_input(self):
+        layer = layers.SpatialTransformer()
+        with pytest.raises(ValueError, match=r"Received: images.shape=\(2, 8, 8\)"):
+            layer([np.zeros((2, 8, 8), np.float32), np.zeros((2, 6), np.float32)])
+        with pytest.raises(ValueError, match=r"Received: theta.shape=\(2, 4\)"):
+            layers.SpatialTransformer()([np.zeros((2, 8, 8, 1), np.float32), np.zeros((2, 4), np.float32)])
+        with pytest.raises(ValueError, match="Received: output_size"):
+            layers.SpatialTransformer(output_size=(0, 3))
+
+    def test_config_and_saving(self, tmp_path):
+        layer = layers.SpatialTransformer(output_size=(6, 6))
+        assert layers.SpatialTransformer.from_config(layer.get_config()).output_size == (6, 6)
+        model = functional_model(layer, [(8, 8, 1), (6,)])
+        inputs = [RNG.random((2, 8, 8, 1)).astype(np.float32), np.stack([rotation_theta(30), rotation_theta(-10, 1.2)])]
+        np.testing.assert_allclose(numpy(save_and_reload(model, tmp_path)(inputs)), numpy(model(inputs)), atol=1e-6)
+
+    def test_localization_net_starts_at_identity(self):
+        net = layers.localization_net()
+        theta = numpy(net(RNG.random((2, 28, 28, 1)).astype(np.float32)))
+        np.testing.assert_allclose(theta, np.tile(IDENTITY, (2, 1)), atol=1e-6)
+
+
+class TestInverseAffine:
+    def test_composition_is_identity(self):
+        thetas = np.stack([rotation_theta(30, 0.8, 0.2, -0.1), rotation_theta(-45, 1.2, -0.3, 0.3)])
+        inverse = numpy(layers.InverseAffine()(thetas))
+        for theta, inv in zip(thetas, inverse):
+            m = np.vstack([theta.reshape(2, 3), [0, 0, 1]])
+            mi = np.vstack([inv.reshape(2, 3), [0, 0, 1]])
+            np.testing.assert_allclose(m @ mi, np.eye(3), atol=1e-5)
+
+    def test_resample_then_inverse_recovers_interior(self):
+        ys, xs = np.mgrid[0:24, 0:24]
+        images = np.exp(-((xs - 11.5) ** 2 + (ys - 11.5) ** 2) / 40.0)[None, :, :, None].astype(np.float32)
+        theta = rotation_theta(25, 0.9, 0.05, -0.05)[None]
+        st = layers.SpatialTransformer()
+        back = numpy(st([st([images, theta]), layers.InverseAffine()(theta)]))
+        np.testing.assert_allclose(back[0, 6:-6, 6:-6], images[0, 6:-6, 6:-6], atol=0.03)  # two bilinear passes blur a little
+
+    def test_singular_theta_gives_finite_inverse(self):
+        inverse = numpy(layers.InverseAffine()(np.asarray([[0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 0]], np.float32)))
+        assert np.isfinite(inverse).all()
+
+    def test_bad_input_and_config(self):
+        with pytest.raises(ValueError, match=r"Received: theta.shape=\(2, 5\)"):
+            layers.InverseAffine()(np.zeros((2, 5), np.float32))
+        with pytest.raises(ValueError, match="Received: min_determinant=0"):
+            layers.InverseAffine(min_determinant=0)
+        assert layers.InverseAffine.from_config(layers.InverseAffine(1e-2).get_config()).min_determinant == 1e-2
+
+    def test_saving(self, tmp_path):
+        model = functional_model(layers.InverseAffine(), [(6,)])
+        theta = np.stack([rotation_theta(30, 0.8, 0.2, -0.1)])
+        np.testing.assert_allclose(numpy(save_and_reload(model, tmp_path)(theta)), numpy(model(theta)), atol=1e-6)
+
+
+class TestColorMixing:
+    def test_row_stochastic_matrix(self):
+        logits = RNG.normal(size=(5, 9)).astype(np.float32) * 3
+        m = numpy(layers.RowStochastic()(logits))
+        assert m.shape == (5, 3, 3) and (m >= 0).all()
+        np.testing.assert_allclose(m.sum(-1), 1, atol=1e-6)
+        near_identity = numpy(layers.RowStochastic()(np.zeros((1, 9), np.float32)))[0]
+        assert np.abs(near_identity - np.eye(3)).max() < 0.05
+
+    def test_identity_leaves_images_and_inverse_undoes(self):
+        images = RNG.random((2, 4, 5, 3)).astype(np.float32)
+        identity = np.tile(np.eye(3, dtype=np.float32), (2, 1, 1))
+        np.testing.assert_allclose(numpy(layers.ColorMixing()([images, identity])), images, atol=1e-6)
+        m = numpy(layers.RowStochastic()(RNG.normal(size=(2, 9)).astype(np.float32)))
+        mixed = layers.ColorMixing()([images, m])
+        np.testing.assert_allclose(numpy(mixed)[0, 1, 2], m[0] @ images[0, 1, 2], atol=1e-5)
+        back = numpy(layers.ColorMixing(inverse=True)([mixed, m.reshape(2, 9)]))
+        np.testing.assert_allclose(back, images, atol=1e-4)
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match=r"Received: images.shape=\(2, 4, 4, 1\)"):
+            layers.ColorMixing()([np.zeros((2, 4, 4, 1), np.float32), np.zeros((2, 9), np.float32)])
+        with pytest.raises(ValueError, match=r"Received: matrix.shape=\(2, 4\)"):
+            layers.ColorMixing()([np.zeros((2, 4, 4, 3), np.float32), np.zeros((2, 4), np.float32)])
+        with pytest.raises(ValueError, match=r"Received: shape=\(2, 3\)"):
+            layers.RowStochastic()(np.zeros((2, 3), np.float32))
+
+    def test_saving(self, tmp_path):
+        inputs = [keras.Input((4, 4, 3)), keras.Input((9,))]
+        matrix = layers.RowStochastic(identity_logit=2.0)(inputs[1])
+        model = keras.Model(inputs, layers.ColorMixing(inverse=True)([inputs[0], matrix]))
+        data = [RNG.random((2, 4, 4, 3)).astype(np.float32), RNG.normal(size=(2, 9)).astype(np.float32)]
+        np.testing.assert_allclose(numpy(save_and_reload(model, tmp_path)(data)), numpy(model(data)), atol=1e-6)
+        config = layers.ColorMixing(inverse=True).get_config()
+        assert layers.ColorMixing.from_config(config).inverse
+
+
+class TestGibbsSampler:
+    @pytest.mark.parametrize("distribution", ["gaussian", "laplacian"])
+    def test_sample_moments(self, distribution):
+        n = 20000
+        loc = np.full((n, 2), [1.5, -0.5], np.float32)
+        log_scale = np.full((n, 2), np.log([0.5, 2.0]), np.float32)
+        z = numpy(layers.GibbsSampler(distribution, seed=1)([loc, log_scale], training=True))
+        np.testing.assert_allclose(z.mean(0), [1.5, -0.5], atol=0.06)
+        # Standard deviation of the family: scale, or sqrt(2) scale for the Laplacian.
+        factor = 1.0 if distribution == "gaussian" else math.sqrt(2)
+        np.testing.assert_allclose(z.std(0), np.asarray([0.5, 2.0]) * factor, rtol=0.04)
+        # The Laplacian's mean absolute deviation is its scale.
+        if distribution == "laplacian":
+            np.testing.assert_allclose(np.abs(z - [1.5, -0.5]).mean(0), [0.5, 2.0], rtol=0.04)
+
+    def test_inference_returns_mean_unless_asked(self):
+        sampler = layers.GibbsSampler(seed=2)
+        loc = RNG.normal(size=(4, 3)).astype(np.float32)
+        log_scale = np.zeros((4, 3), np.float32)
+        np.testing.assert_array_equal(numpy(sampler([loc, log_scale], training=False)), loc)
+        assert np.abs(numpy(sampler([loc, log_scale], training=False, sample=True)) - loc).max() > 0
+
+    @pytest.mark.parametrize("distribution", ["gaussian", "laplacian"])
+    @pytest.mark.parametrize("prior_scale", [1.0, 1 / math.sqrt(2)])
+    def test_closed_form_kl_matches_monte_carlo(self, distribution, prior_scale):
+        sampler = layers.GibbsSampler(distribution, prior_scale=prior_scale, seed=3)
+        loc, log_scale = np.float32(0.7), np.float32(np.log(0.4))
+        n = 200000
+        z = numpy(sampler([np.full((n, 1), loc), np.full((n, 1), log_scale)], training=True))[:, 0].astype(np.float64)
+        b = math.exp(log_scale)
+        if distribution == "gaussian":
+            log_q = -0.5 * ((z - loc) / b) ** 2 - math.log(b)
+            log_p = -0.5 * (z / prior_scale) ** 2 - math.log(prior_scale)
+        else:
+            log_q = -np.abs(z - loc) / b - math.log(b)
+            log_p = -np.abs(z) / prior_scale - math.log(prior_scale)
+        monte_carlo = np.mean(log_q - log_p)
+        closed = float(numpy(sampler.kl_divergence(np.asarray([[loc]]), np.asarray([[log_scale]])))[0])
+        assert abs(closed - monte_carlo) < 0.02, (closed, monte_carlo)
+
+    @pytest.mark.parametrize("distribution", ["gaussian", "laplacian"])
+    def test_kl_is_zero_at_the_prior_and_sums_over_last_axis(self, distribution):
+        sampler = layers.GibbsSampler(distribution)
+        kl = numpy(sampler.kl_divergence(np.zeros((3, 4), np.float32), np.zeros((3, 4), np.float32)))
+        np.testing.assert_allclose(kl, np.zeros(3), atol=1e-6)
+        kl = numpy(sampler.kl_divergence(np.ones((3, 4), np.float32), np.zeros((3, 4), np.float32)))
+        assert kl.shape == (3,) and (kl > 0).all()
+
+    @pytest.mark.parametrize("distribution", ["gaussian", "laplacian"])
+    def test_gradients_reach_location_and_scale(self, distribution):
+        sampler = layers.GibbsSampler(distribution, seed=4)
+        params = np.asarray([[0.3, -0.2]], np.float32)
+
+        def objective(p):
+            z = sampler([p[:, :1], p[:, 1:]], training=True)
+            return ops.sum(z**2) + ops.sum(sampler.kl_divergence(p[:, :1], p[:, 1:]))
+
+        grad = gradient(objective, params)
+        assert np.isfinite(grad).all() and (np.abs(grad) > 1e-4).all()
+
+    def test_extreme_log_scale_stays_finite(self):
+        sampler = layers.GibbsSampler("laplacian", seed=5)
+        loc = np.zeros((2, 2), np.float32)
+        log_scale = np.asarray([[-1e4, 1e4], [80, -80]], np.float32)
+        assert np.isfinite(numpy(sampler([loc, log_scale], training=True))).all()
+        assert np.isfinite(numpy(sampler.kl_divergence(loc, log_scale))).all()
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match="Received: distribution='cauchy'"):
+            layers.GibbsSampler("cauchy")
+        with pytest.raises(ValueError, match=r"Received: \(2, 3\) and \(2, 4\)"):
+            layers.GibbsSampler()([np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32)])
+
+    def test_config_and_saving(self, tmp_path):
+        sampler = layers.GibbsSampler("laplacian", prior_scale=0.5, seed=7)
+        config = sampler.get_config()
+        assert config["seed"] == 7 and config["distribution"] == "laplacian"
+        inputs = [keras.Input((3,)), keras.Input((3,))]
+        model = keras.Model(inputs, sampler(inputs))
+        data = [RNG.normal(size=(2, 3)).astype(np.float32), np.zeros((2, 3), np.float32)]
+        reloaded = save_and_reload(model, tmp_path)
+        np.testing.assert_allclose(numpy(reloaded(data)), numpy(model(data)), atol=1e-6)
+        assert reloaded.layers[-1].distribution == "laplacian"
+
+
+class TestPaperConvUniform:
+    def test_bounds_follow_fan_in(self):
+        w = numpy(PaperConvUniform(seed=0)((3, 3, 32, 64)))
+        limit = 1 / math.sqrt(3 * 3 * 32)
+        assert np.abs(w).max() <= limit and np.abs(w).max() > 0.95 * limit
+        assert abs(w.std() - limit / math.sqrt(3)) < 0.05 * limit
+
+    def test_all_dimensions_and_transposed(self):
+        assert PaperConvUniform(mode="all").limit((3, 3, 32, 64)) == 1 / math.sqrt(3 * 3 * 32 * 64)
+        assert PaperConvUniform(transposed=True).limit((5, 5, 32, 64)) == 1 / math.sqrt(5 * 5 * 64)
+
+    def test_config_and_bad_input(self, tmp_path):
+        init = PaperConvUniform(mode="all", seed=3)
+        assert keras.initializers.deserialize(keras.initializers.serialize(init)).mode == "all"
+        with pytest.raises(ValueError, match="Received: mode='fan_out'"):
+            PaperConvUniform(mode="fan_out")
+        model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, kernel_initializer=init)])
+        reloaded = save_and_reload(model, tmp_path)
+        assert isinstance(reloaded.layers[0].kernel_initializer, PaperConvUniform)
