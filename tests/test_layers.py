@@ -76,7 +76,7 @@ class TestSpatialTransformer:
         ys, xs = np.mgrid[0:12, 0:12]
         images = np.exp(-((xs - 5.3) ** 2 + (ys - 6.1) ** 2) / 8.0)[None, :, :, None].astype(np.float32)
         theta0 = rotation_theta(20, 0.9, 0.1, -0.05)[None]
-        weights = RNG.random((1, 12, 12, 1)).astype(np.float32)
+        weights = ops.convert_to_tensor(RNG.random((1, 12, 12, 1)).astype(np.float32))
 
         def loss(theta):
             return ops.sum(layers.SpatialTransformer()([images, theta]) * weights)
