@@ -1,0 +1,62 @@
+"""The only backend-specific code of keras_ace: running a different function per class.
+
+An ACE has a decoder for every class, but in training each example only needs the
+decoder of its true class. `per_class_apply` runs `fn(rows, c)` on the rows of class `c`
+only, so 10 decoders cost about what one does:
+
+- TensorFlow: `tf.dynamic_partition` / `tf.dynamic_stitch` (dynamic shapes, so the
+  layers that use it turn off XLA compilation on TensorFlow);
+- PyTorch (eager): a sort and a split by class;
+- JAX (static shapes under `jit`): `fn` runs on every row for every class and the
+  right output is selected, which costs `num_classes` times more. Dense layers with
+  small kernels avoid this with a per-example kernel gather (see `ClassDense`).
+"""
+
+import keras
+from keras import ops
+
+
+def per_class_apply(fn, x, class_ids, num_classes):
+    """`out[i] = fn(x[i:i+1], class_ids[i])[0]`, computed class by class.
+
+    Args:
+        fn: `fn(rows, c) -> outputs` for a Python int `c`, row-wise.
+        x: (B, ...) inputs.
+        class_ids: (B,) integer classes in [0, num_classes).
+        num_classes: the number of classes.
+
+    Returns:
+        (B, ...) outputs of `fn`.
+    """
+    backend = keras.backend.backend()
+    class_ids = ops.cast(class_ids, "int32")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        parts = tf.dynamic_partition(x, class_ids, num_classes)
+        positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), class_ids, num_classes)
+        return tf.dynamic_stitch(positions, [fn(part, c) for c, part in enumerate(parts)])
+    if backend == "torch":
+        import torch
+
+        order = torch.argsort(class_ids)
+        counts = torch.bincount(class_ids, minlength=num_classes).tolist()
+        parts = torch.split(x[order], counts)
+        sorted_out = torch.cat([fn(part, c) for c, part in enumerate(parts)])
+        out = torch.empty_like(sorted_out)
+        out[order] = sorted_out
+        return out
+    outputs = ops.stack([fn(x, c) for c in range(num_classes)], axis=1)  # (B, K, ...)
+    one_hot = ops.one_hot(class_ids, num_classes, dtype=outputs.dtype)  # (B, K)
+    one_hot = ops.reshape(one_hot, (-1, num_classes) + (1,) * (len(outputs.shape) - 2))
+    return ops.sum(outputs * one_hot, axis=1)
+
+
+def uses_dynamic_shapes():
+    """True where `per_class_apply` needs dynamic shapes (no XLA)."""
+    return keras.backend.backend() == "tensorflow"
+
+
+def gathers_cheaply():
+    """True where a per-example kernel gather beats running every class (JAX)."""
+    return keras.backend.backend() not in ("tensorflow", "torch")

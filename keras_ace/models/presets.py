@@ -1,0 +1,60 @@
+"""The paper's networks, one preset per figure panel, with Appendix A's layer sizes.
+
+Each preset is the data set it is trained on plus the `ACE` constructor arguments.
+Auto-encoder sizes: Figure 3 gives 3072-2048-2048-(2x10)-(2048x10)-(3072x10) for
+CIFAR10; Figures 1-2 use the same shape with the canvas's pixel count and one latent
+dimension per class (DESIGN.md); Figure 4 replaces the two encoder layers by conv 32 and
+64 (5x5), ends each decoder with two matching transposed convolutions, and uses 1500
+for 2048 and Laplacian sampling.
+"""
+
+# Appendix A, Figure 1: "32-64-128 3x3 filters ... 2x2 max-poolings ... fully-connected
+# layer of size 700; dropout is 0.2 in input and 0.5 in hidden layers".
+CLASSIFIER = {"classifier_filters": (32, 64, 128), "classifier_units": 700, "input_dropout": 0.2, "hidden_dropout": 0.5}
+# Figure 2: "2 convolutional hidden layers, with 20 5x5 filters each ... fully-connected layer of size 50".
+MNIST_SSN = {"ssn_filters": (20, 20), "ssn_kernel_size": 5, "ssn_units": 50}
+# Figure 3: "32-64 3x3 filters ... fully-connected layer of size 128".
+CIFAR10_SSN = {"ssn_filters": (32, 64), "ssn_kernel_size": 3, "ssn_units": 128}
+DENSE_AE = {"encoder": "dense", "encoder_units": (2048, 2048), "decoder_units": 2048}
+CONV_AE = {"encoder": "conv", "conv_filters": (32, 64), "decoder_units": 1500}
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "rts_mnist": (42, 42, 1), "tc_mnist": (60, 60, 1), "cifar10": (32, 32, 3)}
+
+
+def _mnist_family(dataset, symmetry):
+    return {
+        "dataset": dataset,
+        "image_shape": IMAGE_SHAPES[dataset],
+        "symmetry": symmetry,
+        "latent_dim": 1,
+        "sampling": "gaussian",
+        **DENSE_AE,
+        **CLASSIFIER,
+        **MNIST_SSN,
+    }
+
+
+def _cifar10(symmetry, auto_encoder, sampling):
+    return {
+        "dataset": "cifar10",
+        "image_shape": IMAGE_SHAPES["cifar10"],
+        "symmetry": symmetry,
+        "latent_dim": 2,
+        "sampling": sampling,
+        **auto_encoder,
+        **CLASSIFIER,
+        **CIFAR10_SSN,
+    }
+
+
+PRESETS = {
+    "fig1_mnist": _mnist_family("mnist", None),
+    "fig1_rts_mnist": _mnist_family("rts_mnist", None),
+    "fig1_tc_mnist": _mnist_family("tc_mnist", None),
+    "fig2_mnist": _mnist_family("mnist", "spatial"),
+    "fig2_rts_mnist": _mnist_family("rts_mnist", "spatial"),
+    "fig2_tc_mnist": _mnist_family("tc_mnist", "spatial"),
+    "fig3_cifar10": _cifar10(None, DENSE_AE, "gaussian"),
+    "fig3_cifar10_sss": _cifar10("spatial", DENSE_AE, "gaussian"),
+    "fig4_cifar10_spatial": _cifar10("spatial", CONV_AE, "laplacian"),
+    "fig4_cifar10_spatial_color": _cifar10("spatial_color", CONV_AE, "laplacian"),
+}

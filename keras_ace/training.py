@@ -1,0 +1,120 @@
+"""Training settings of Appendix A and the user-facing constructors `build_ace` and `from_preset`."""
+
+import dataclasses
+import math
+
+import keras
+
+from keras_ace.models.ace import ACE
+from keras_ace.models.presets import PRESETS
+
+DATASETS = ("mnist", "rts_mnist", "tc_mnist", "cifar10")
+TRAIN_SIZES = {"mnist": 60000, "rts_mnist": 60000, "tc_mnist": 60000, "cifar10": 50000}
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    """How an ACE is trained (Appendix A)."""
+
+    # Adam's learning rate: 0.0015 for the MNIST family, 0.0005 for CIFAR10.
+    learning_rate: float = 0.0015
+    # "decay = 50 epochs": read as the e-folding time of an exponential decay,
+    # lr(epoch) = learning_rate * decay_rate ** (epoch / decay_epochs), applied per step.
+    decay_epochs: float = 50.0
+    decay_rate: float = math.exp(-1.0)
+    batch_size: int = 250
+    # Steps per epoch, to turn decay_epochs into steps: training set size / batch_size.
+    steps_per_epoch: int = 240
+
+    @classmethod
+    def for_dataset(cls, dataset, **overrides):
+        _check_dataset(dataset)
+        config = cls(
+            learning_rate=0.0005 if dataset == "cifar10" else 0.0015,
+            steps_per_epoch=math.ceil(TRAIN_SIZES[dataset] / cls.batch_size),
+        )
+        return dataclasses.replace(config, **overrides)
+
+    def optimizer(self):
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            self.learning_rate,
+            decay_steps=max(1, round(self.decay_epochs * self.steps_per_epoch)),
+            decay_rate=self.decay_rate,
+        )
+        return keras.optimizers.Adam(learning_rate=schedule)
+
+
+def _check_dataset(dataset):
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset. Expected one of {DATASETS}. Received: dataset={dataset!r}")
+
+
+def compile_ace(model, training=None, dataset="mnist"):
+    """Compiles `model` with Adam and the decay schedule of `training` (a `TrainingConfig`)."""
+    training = training or TrainingConfig.for_dataset(dataset)
+    model.compile(optimizer=training.optimizer())
+    return model
+
+
+def from_preset(name, training=None, **overrides):
+    """A compiled ACE of one figure panel (see `keras_ace.models.presets.PRESETS`).
+
+    Args:
+        name: the preset, e.g. `"fig2_rts_mnist"`.
+        training: a `TrainingConfig`; default: Appendix A's for the preset's data set.
+        **overrides: `ACE` constructor arguments that replace the preset's.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset. Expected one of {tuple(PRESETS)}. Received: name={name!r}")
+    config = {**PRESETS[name], **overrides}
+    dataset = config.pop("dataset")
+    return compile_ace(ACE(**config), training, dataset)
+
+
+_UNSET = object()
+
+
+def build_ace(
+    dataset="cifar10",
+    symmetry=_UNSET,
+    encoder="dense",
+    sampling=_UNSET,
+    latent_dim=_UNSET,
+    training=None,
+    **overrides,
+):
+    """A compiled ACE for a data set, with the paper's settings as defaults.
+
+    Args:
+        dataset: `"mnist"`, `"rts_mnist"`, `"tc_mnist"` or `"cifar10"`.
+        symmetry: `None`, `"spatial"` or `"spatial_color"`; default `"spatial"` (and
+            `"spatial_color"` for the conv CIFAR10 net of Figure 4, right).
+        encoder: `"dense"` (Figures 1-3) or `"conv"` (Figure 4).
+        sampling: `"gaussian"` or `"laplacian"`; default as in the figure.
+        latent_dim: latent dimensions per class; default 1 (MNIST family) or 2 (CIFAR10).
+        training: a `TrainingConfig`; default: Appendix A's for the data set.
+        **overrides: further `ACE` arguments (e.g. smaller layers).
+
+    Example:
+    >>> model = build_ace(dataset="rts_mnist", symmetry="spatial")
+    >>> model.fit(x_train, y_train, batch_size=250, epochs=1)   # doctest: +SKIP
+    """
+    _check_dataset(dataset)
+    if encoder not in ("dense", "conv"):
+        raise ValueError(f"Unknown encoder. Expected one of ('dense', 'conv'). Received: encoder={encoder!r}")
+    if dataset == "cifar10":
+        default_symmetry = "spatial_color" if encoder == "conv" else "spatial"
+        name = {"dense": "fig3_cifar10_sss", "conv": "fig4_cifar10_spatial"}[encoder]
+    else:
+        default_symmetry, name = "spatial", f"fig2_{dataset}"
+    config = dict(PRESETS[name])
+    if encoder != config["encoder"]:
+        config.update(PRESETS["fig4_cifar10_spatial"] if encoder == "conv" else PRESETS["fig3_cifar10_sss"])
+        config.update({k: PRESETS[name][k] for k in ("dataset", "image_shape", "latent_dim", "ssn_filters", "ssn_kernel_size", "ssn_units")})
+    config["symmetry"] = default_symmetry if symmetry is _UNSET else symmetry
+    for key, value in (("sampling", sampling), ("latent_dim", latent_dim)):
+        if value is not _UNSET:
+            config[key] = value
+    config.update(overrides)
+    config.pop("dataset")
+    return compile_ace(ACE(**config), training, dataset)
