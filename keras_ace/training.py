@@ -35,13 +35,16 @@ class TrainingConfig:
         )
         return dataclasses.replace(config, **overrides)
 
-    def optimizer(self):
-        schedule = keras.optimizers.schedules.ExponentialDecay(
+    def schedule(self):
+        """The learning rate per step."""
+        return keras.optimizers.schedules.ExponentialDecay(
             self.learning_rate,
             decay_steps=max(1, round(self.decay_epochs * self.steps_per_epoch)),
             decay_rate=self.decay_rate,
         )
-        return keras.optimizers.Adam(learning_rate=schedule)
+
+    def optimizer(self):
+        return keras.optimizers.Adam(learning_rate=self.schedule())
 
 
 def _check_dataset(dataset):

@@ -36,6 +36,7 @@ def _choice(value, options, name):
 
 def bernoulli_nll(x, probabilities):
     """-log p(x | probabilities) summed over pixels, per example: (B, H, W, C) -> (B,)."""
+    x = ops.convert_to_tensor(x, dtype=probabilities.dtype)
     p = ops.clip(probabilities, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
     nll = -(x * ops.log(p) + (1.0 - x) * ops.log(1.0 - p))
     return ops.sum(ops.reshape(nll, (ops.shape(nll)[0], -1)), axis=-1)
@@ -504,6 +505,8 @@ class ACE(keras.Model):
     def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
         """`keras.Model.fit`; NumPy images and labels are checked before training starts."""
         self.check_data(x, y)
+        if not self.built:
+            self.build()  # weights exist before callbacks (e.g. BackupAndRestore) look
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
             self.check_data(validation_data[0], validation_data[1])
         return super().fit(x, y, *args, validation_data=validation_data, **kwargs)

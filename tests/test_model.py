@@ -1,0 +1,334 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_ace
+from keras_ace import ACE
+from keras_ace import PRESETS
+from tests.conftest import requires_mnist
+
+TINY = dict(
+    encoder_units=(32, 32),
+    decoder_units=32,
+    classifier_filters=(4, 4, 4),
+    classifier_units=16,
+    ssn_filters=(4, 4),
+    ssn_units=8,
+)
+RNG = np.random.default_rng(0)
+
+
+def tiny_ace(image_shape=(16, 16, 1), symmetry="spatial", **overrides):
+    model = ACE(image_shape, symmetry=symmetry, **{**TINY, "seed": 1, **overrides})
+    keras_ace.compile_ace(model)
+    return model
+
+
+def tiny_data(n=64, image_shape=(16, 16, 1)):
+    return RNG.random((n, *image_shape)).astype(np.float32), RNG.integers(0, 10, n)
+
+
+# ------------------------------------------------------------------ parameter counts
+
+
+def conv(k, cin, cout):
+    return k * k * cin * cout + cout
+
+
+def dense(i, o):
+    return i * o + o
+
+
+def classifier(h, w, c):
+    # conv 32-64-128 3x3, each followed by 2x2 max-pooling, dense 700, 10 logits.
+    return conv(3, c, 32) + conv(3, 32, 64) + conv(3, 64, 128) + dense((h // 8) * (w // 8) * 128, 700) + dense(700, 10)
+
+
+def ssn(h, w, c, filters, k, units, statistics):
+    # conv-pool, conv-pool, dense; location and log-scale heads of the statistics.
+    return conv(k, c, filters[0]) + conv(k, filters[0], filters[1]) + dense((h // 4) * (w // 4) * filters[1], units) + 2 * dense(units, statistics)
+
+
+def dense_ae(pixels, latent, hidden=2048, classes=10):
+    # pixels-2048-2048-(latent x 10)-(2048 x 10)-(pixels x 10); loc and log-scale heads.
+    encoder = dense(pixels, hidden) + dense(hidden, hidden) + 2 * dense(hidden, classes * latent)
+    return encoder + classes * (dense(latent, hidden) + dense(hidden, pixels))
+
+
+def conv_ae(h, w, c, latent, hidden=1500, classes=10):
+    # conv 32, 64 (5x5, stride 2) replace the encoder's dense layers; each decoder:
+    # latent-1500-features, then transposed convs 64->32 and 32->c (5x5, stride 2).
+    features = (h // 4) * (w // 4) * 64
+    encoder = conv(5, c, 32) + conv(5, 32, 64) + 2 * dense(features, classes * latent)
+    decoder = dense(latent, hidden) + dense(hidden, features) + conv(5, 64, 32) + conv(5, 32, c)
+    return encoder + classes * decoder
+
+
+def mnist_panel(size, symmetry):
+    total = classifier(size, size, 1) + dense_ae(size * size, 1)
+    return total + (ssn(size, size, 1, (20, 20), 5, 50, 6) if symmetry else 0)
+
+
+HAND_COUNTS = {
+    "fig1_mnist": mnist_panel(28, False),
+    "fig1_rts_mnist": mnist_panel(42, False),
+    "fig1_tc_mnist": mnist_panel(60, False),
+    "fig2_mnist": mnist_panel(28, True),
+    "fig2_rts_mnist": mnist_panel(42, True),
+    "fig2_tc_mnist": mnist_panel(60, True),
+    "fig3_cifar10": classifier(32, 32, 3) + dense_ae(3072, 2),
+    "fig3_cifar10_sss": classifier(32, 32, 3) + dense_ae(3072, 2) + ssn(32, 32, 3, (32, 64), 3, 128, 6),
+    "fig4_cifar10_spatial": classifier(32, 32, 3) + conv_ae(32, 32, 3, 2) + ssn(32, 32, 3, (32, 64), 3, 128, 6),
+    "fig4_cifar10_spatial_color": classifier(32, 32, 3) + conv_ae(32, 32, 3, 2) + ssn(32, 32, 3, (32, 64), 3, 128, 15),
+}
+
+
+def test_every_preset_is_pinned():
+    assert set(HAND_COUNTS) == set(PRESETS)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parameter_count(name):
+    config = {k: v for k, v in PRESETS[name].items() if k != "dataset"}
+    model = ACE(**config)
+    model.build()
+    assert model.count_params() == HAND_COUNTS[name]
+    # The arithmetic written out once, for the panel the benchmarks use: classifier
+    # 320 + 18,496 + 73,856 + 2,240,700 + 7,010; SSN 520 + 10,020 + 100,050 + 2 x 306;
+    # AE 3,614,720 + 4,196,352 + 2 x 20,490 + 10 x (4,096 + 3,614,436).
+    if name == "fig2_rts_mnist":
+        assert HAND_COUNTS[name] == 2_340_382 + 111_202 + 44_037_372 == 46_488_956
+
+
+# ------------------------------------------------------------------ construction and bad input
+
+
+class TestConstruction:
+    def test_build_ace_defaults(self):
+        model = keras_ace.build_ace("rts_mnist", **TINY)
+        assert model.image_shape == (42, 42, 1) and model.symmetry == "spatial" and model.latent_dim == 1
+        assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0015)
+        cifar = keras_ace.build_ace("cifar10", encoder="conv", **TINY)
+        assert cifar.symmetry == "spatial_color" and cifar.sampling == "laplacian" and cifar.latent_dim == 2
+        assert cifar.decoder_units == 32  # the override wins over the preset's 1500
+        assert float(keras.ops.convert_to_numpy(cifar.optimizer.learning_rate)) == pytest.approx(0.0005)
+
+    def test_unknown_names_list_valid_ones(self):
+        with pytest.raises(ValueError, match=r"Expected one of \('mnist', 'rts_mnist', 'tc_mnist', 'cifar10'\)"):
+            keras_ace.build_ace("svhn")
+        with pytest.raises(ValueError, match="Received: symmetry='colour'"):
+            keras_ace.build_ace("mnist", symmetry="colour")
+        with pytest.raises(ValueError, match="Received: encoder='rnn'"):
+            keras_ace.build_ace("mnist", encoder="rnn")
+        with pytest.raises(ValueError, match="Received: name='fig9'"):
+            keras_ace.from_preset("fig9")
+        with pytest.raises(ValueError, match="needs RGB"):
+            ACE((28, 28, 1), symmetry="spatial_color")
+
+    def test_learning_rate_decays_over_50_epochs(self):
+        config = keras_ace.TrainingConfig.for_dataset("mnist")
+        schedule = config.schedule()
+        lr_at = lambda epoch: float(keras.ops.convert_to_numpy(schedule(epoch * config.steps_per_epoch)))
+        assert lr_at(0) == pytest.approx(0.0015)
+        assert lr_at(50) == pytest.approx(0.0015 / np.e, rel=1e-4)
+
+    def test_bad_input_refused_before_training(self):
+        model = tiny_ace()
+        x, y = tiny_data(8)
+        with pytest.raises(ValueError, match=r"Received: shape=\(8, 16, 16, 3\)"):
+            model.fit(np.zeros((8, 16, 16, 3), np.float32), y)
+        bad = x.copy()
+        bad[0, 0, 0, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            model.fit(bad, y)
+        with pytest.raises(ValueError, match=r"Received: min=0\.\d+, max=25\d"):
+            model.fit(x * 255, y)
+        with pytest.raises(ValueError, match="max=10"):
+            model.fit(x, np.full(8, 10))
+        with pytest.raises(ValueError, match="Received: class_id=10"):
+            model.sample(10, 2)
+        with pytest.raises(ValueError, match="needs spatial symmetry"):
+            tiny_ace(symmetry=None).control(x, translate=(1, 0))
+
+
+# ------------------------------------------------------------------ per-class decoders
+
+
+def test_each_example_uses_its_own_class_decoder():
+    model = tiny_ace(symmetry=None)
+    model.build()
+    z = RNG.normal(size=(6, 1)).astype(np.float32)
+    classes = np.asarray([0, 3, 3, 9, 1, 0])
+    together = keras.ops.convert_to_numpy(model.decode(z, classes))
+    for i, c in enumerate(classes):
+        alone = model.latent_grid(c, z[i : i + 1])
+        np.testing.assert_allclose(together[i], alone[0], atol=1e-5)
+    all_classes = keras.ops.convert_to_numpy(model.decode_all(np.repeat(z[:, None], 10, axis=1)))
+    np.testing.assert_allclose(all_classes[np.arange(6), classes], together, atol=1e-5)
+
+
+# ------------------------------------------------------------------ control
+
+
+def blob_model(image_shape=(16, 16, 1)):
+    """An ACE whose decoders always draw a Gaussian blob at the canvas centre."""
+    model = tiny_ace(image_shape, symmetry="spatial")
+    model.build()
+    h, w, _ = image_shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    blob = 0.02 + 0.9 * np.exp(-((xs - (w - 1) / 2) ** 2 + (ys - (h - 1) / 2) ** 2) / 4.0)
+    logits = np.log(blob / (1 - blob)).reshape(-1).astype(np.float32)
+    kernel, bias = model.decoder_output.get_weights()
+    model.decoder_output.set_weights([np.zeros_like(kernel), np.tile(logits, (10, 1))])
+    return model
+
+
+def centre_of_mass(images):
+    images = images[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[: images.shape[1], : images.shape[2]]
+    mass = images.sum(axis=(1, 2))
+    return np.stack([(images * xs).sum(axis=(1, 2)) / mass, (images * ys).sum(axis=(1, 2)) / mass], 1)
+
+
+class TestControl:
+    def test_translation_moves_centre_of_mass(self):
+        model = blob_model()
+        x, _ = tiny_data(4)
+        before = centre_of_mass(model.reconstruct(x))
+        after = centre_of_mass(model.control(x, translate=(3, -2)))
+        np.testing.assert_allclose(after - before, np.tile([3.0, -2.0], (4, 1)), atol=0.5)
+
+    def test_rotation_and_scale_keep_the_centre(self):
+        model = blob_model()
+        x, _ = tiny_data(2)
+        before = centre_of_mass(model.reconstruct(x))
+        turned = model.control(x, rotate=30, scale=1.3)
+        np.testing.assert_allclose(centre_of_mass(turned), before, atol=0.5)
+        assert np.abs(turned - model.reconstruct(x)).max() > 0.05
+
+    def test_recolouring(self):
+        model = tiny_ace((16, 16, 3), symmetry="spatial_color")
+        x, _ = tiny_data(2, (16, 16, 3))
+        swap = np.eye(3, dtype=np.float32)[[2, 1, 0]]
+        np.testing.assert_allclose(model.control(x, color=swap), model.reconstruct(x)[..., ::-1], atol=1e-5)
+
+
+# ------------------------------------------------------------------ training, saving, sampling
+
+SUBPROCESS = """
+import json, sys
+import keras, numpy as np
+import keras_ace  # registers the classes; no custom_objects needed
+x = np.load(sys.argv[1])
+model = keras.saving.load_model(sys.argv[2])
+np.savez(sys.argv[3], reconstruct=model.reconstruct(x), classify=model.classify(x),
+         sample=model.sample(2, 3, seed=5), theta=model.symmetry_statistics(x)["theta"])
+history = model.fit(x, np.arange(len(x)) % 10, batch_size=8, epochs=1, verbose=0)
+print(json.dumps({"loss": history.history["loss"][-1]}))
+"""
+
+
+def test_save_reload_in_fresh_process_and_continue_training(tmp_path):
+    model = tiny_ace(sampling="laplacian")
+    x, y = tiny_data(16)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    path = str(tmp_path / "ace.keras")
+    model.save(path)
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run(
+        [sys.executable, "-c", SUBPROCESS, str(tmp_path / "x.npy"), path, str(tmp_path / "out.npz")],
+        capture_output=True, text=True, env={**os.environ}, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(out["reconstruct"], model.reconstruct(x), atol=1e-5)
+    np.testing.assert_allclose(out["classify"], model.classify(x), atol=1e-5)
+    np.testing.assert_allclose(out["sample"], model.sample(2, 3, seed=5), atol=1e-5)
+    np.testing.assert_allclose(out["theta"], model.symmetry_statistics(x)["theta"], atol=1e-5)
+    assert np.isfinite(json.loads(result.stdout.strip().splitlines()[-1])["loss"])
+
+
+def test_seeded_sampling_is_reproducible_and_varies():
+    model = tiny_ace()
+    a, b, c = model.sample(1, 4, seed=3), model.sample(1, 4, seed=3), model.sample(1, 4, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 0
+    assert a.shape == (4, 16, 16, 1) and a.min() >= 0 and a.max() <= 1
+
+
+def test_backup_and_restore_resumes_an_interrupted_run(tmp_path):
+    x, y = tiny_data(32)
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("interrupted")
+
+    model = tiny_ace()
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    with pytest.raises(RuntimeError, match="interrupted"):
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[backup, Interrupt()])
+    resumed = tiny_ace()
+    history = resumed.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[backup])
+    # Epochs 0 and 1 finished before the interruption; only 2 and 3 are run again.
+    assert len(history.history["loss"]) == 2
+    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 8
+
+
+@requires_mnist
+def test_training_on_mnist_lowers_the_loss_and_reports_the_bound():
+    from data_tools import load_dataset
+
+    x, y = load_dataset("mnist", "train")
+    x, y = x[:1000], y[:1000]
+    model = keras_ace.build_ace("mnist", symmetry=None, **TINY, seed=2)
+    history = model.fit(x, y, batch_size=50, epochs=3, verbose=0, validation_data=(x[:200], y[:200]))
+    losses = history.history["loss"]
+    assert losses[-1] < 0.8 * losses[0]
+    for key in ("reconstruction", "generative", "classification", "classification_error"):
+        assert key in history.history and "val_" + key in history.history
+    assert "nll_bound" not in history.history and "val_nll_bound" in history.history
+    results = model.evaluate(x[:200], y[:200], verbose=0, return_dict=True)
+    assert np.isfinite(results["nll_bound"]) and results["nll_bound"] > 0
+
+
+def test_nll_bound_matches_its_formula():
+    """sum_c w_c (reconstruction_c + KL_c) + sum_c w_c log w_c + log K, in NumPy."""
+    model = tiny_ace(symmetry=None)
+    x, _ = tiny_data(6)
+    outputs = model(x)
+    bound = keras.ops.convert_to_numpy(model.nll_bound(x, outputs))
+    o = {k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()}
+    log_scale = np.clip(o["latent_log_scale"], -7, 5)
+    z = o["latent_loc"] + np.exp(log_scale) * o["noise"][:, None]
+    p = np.clip(keras.ops.convert_to_numpy(model.decode_all(z)), 1e-6, 1 - 1e-6)
+    xk = x[:, None]
+    reconstruction = -(xk * np.log(p) + (1 - xk) * np.log(1 - p)).reshape(6, 10, -1).sum(-1)
+    kl = (-log_scale + (np.exp(2 * log_scale) + o["latent_loc"] ** 2) / 2 - 0.5).sum(-1)
+    logits = o["class_logits"] - o["class_logits"].max(-1, keepdims=True)
+    log_w = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = (np.exp(log_w) * (reconstruction + kl + log_w)).sum(-1) + np.log(10)
+    np.testing.assert_allclose(bound, expected, rtol=1e-4)
+
+
+@requires_mnist
+def test_learned_theta_against_rts_ground_truth(capsys):
+    """Reports (does not assert a high value) how theta tracks the true distortion."""
+    from data_tools import load_dataset
+
+    x, y, truth = load_dataset("rts_mnist", "test", return_truth=True)
+    x, y = x[:1000], y[:1000]
+    model = keras_ace.build_ace("rts_mnist", **TINY, seed=3)
+    model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+    theta = model.symmetry_statistics(x)["theta"]
+    # theta's translation (tx, ty) points at the digit; the truth's shift in normalised units.
+    shift = truth["shift"][:1000] / ((42 - 1) / 2)
+    correlation = [float(np.corrcoef(theta[:, i], shift[:, j])[0, 1]) for i, j in ((2, 0), (5, 1))]
+    with capsys.disabled():
+        print(f"\ncorrelation of learned (tx, ty) with true shift after 2 short epochs: {correlation}")
+    assert all(np.isfinite(correlation))
