@@ -172,6 +172,17 @@ def test_each_example_uses_its_own_class_decoder():
     np.testing.assert_allclose(all_classes[np.arange(6), classes], together, atol=1e-5)
 
 
+def test_shared_decoder_ablation():
+    model = tiny_ace(symmetry=None, per_class_decoders=False)
+    model.build()
+    assert model.decoder_output.kernel.shape[0] == 1
+    z = RNG.normal(size=(3, 1)).astype(np.float32)
+    same = keras.ops.convert_to_numpy(model.decode(z, np.asarray([0, 5, 9])))
+    np.testing.assert_allclose(same, model.latent_grid(7, z), atol=1e-6)
+    x, y = tiny_data(16)
+    assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["nll_bound"])
+
+
 # ------------------------------------------------------------------ control
 
 

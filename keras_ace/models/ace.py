@@ -139,6 +139,9 @@ class ACE(keras.Model):
         symmetry_prior_scale: `(spatial, colour)` scale of the symmetry statistics'
             prior in theta units and colour-logit units.
         symmetry_initial_log_scale: the symmetry posterior's initial log-scale.
+        per_class_decoders: every class has its own decoder (the paper); `False`
+            shares one decoder between the classes (an ablation, and the baseline of
+            the per-class cost benchmark).
         seed: seed of all sampling.
 
     Example:
@@ -172,6 +175,7 @@ class ACE(keras.Model):
         ssn_units=50,
         symmetry_prior_scale=(0.2, 1.0),
         symmetry_initial_log_scale=-3.0,
+        per_class_decoders=True,
         seed=None,
         **kwargs,
     ):
@@ -211,6 +215,7 @@ class ACE(keras.Model):
         self.ssn_units = int(ssn_units)
         self.symmetry_prior_scale = tuple(float(s) for s in symmetry_prior_scale)
         self.symmetry_initial_log_scale = float(symmetry_initial_log_scale)
+        self.per_class_decoders = bool(per_class_decoders)
         self.seed = seed
         self.num_pixels = int(np.prod(image_shape))
 
@@ -301,21 +306,22 @@ class ACE(keras.Model):
         self.latent_loc = keras.layers.Dense(k * latent, name="latent_loc")
         self.latent_log_scale = keras.layers.Dense(k * latent, name="latent_log_scale")
 
-        self.decoder_hidden = ClassDense(k, self.decoder_units, activation="tanh", name="decoder_hidden")
+        decoders = self.num_classes if self.per_class_decoders else 1
+        self.decoder_hidden = ClassDense(decoders, self.decoder_units, activation="tanh", name="decoder_hidden")
         if self.encoder_type == "dense":
-            self.decoder_output = ClassDense(k, self.num_pixels, activation="sigmoid", name="decoder_output")
+            self.decoder_output = ClassDense(decoders, self.num_pixels, activation="sigmoid", name="decoder_output")
             self.decoder_deconvs = []
         else:
             height, width, channels = self.image_shape
             factor = 2 ** len(self.conv_filters)
             self.feature_shape = (height // factor, width // factor, self.conv_filters[-1])
             self.decoder_output = ClassDense(
-                k, int(np.prod(self.feature_shape)), activation="tanh", name="decoder_features"
+                decoders, int(np.prod(self.feature_shape)), activation="tanh", name="decoder_features"
             )
             filters = list(reversed(self.conv_filters[:-1])) + [channels]
             self.decoder_deconvs = [
                 ClassConv2DTranspose(
-                    k, f, 5, 2, activation="sigmoid" if i == len(filters) - 1 else "tanh", name=f"decoder_deconv{i}"
+                    decoders, f, 5, 2, activation="sigmoid" if i == len(filters) - 1 else "tanh", name=f"decoder_deconv{i}"
                 )
                 for i, f in enumerate(filters)
             ]
@@ -397,6 +403,8 @@ class ACE(keras.Model):
 
     def decode(self, z, class_ids):
         """Each row's class decoder on its latents: z (B, L), class_ids (B,) -> canonical (B, H, W, C)."""
+        if not self.per_class_decoders:
+            class_ids = ops.zeros_like(class_ids)
         hidden = self.decoder_hidden(z, class_ids)
         out = self.decoder_output(hidden, class_ids)
         if not self.decoder_deconvs:
@@ -408,6 +416,10 @@ class ACE(keras.Model):
 
     def decode_all(self, z):
         """Every class's decoder on its own latents: z (B, K, L) -> (B, K, H, W, C)."""
+        if not self.per_class_decoders:
+            rows = ops.reshape(z, (-1, self.latent_dim))
+            out = self.decode(rows, ops.zeros((ops.shape(rows)[0],), "int32"))
+            return ops.reshape(out, (-1, self.num_classes, *self.image_shape))
         hidden = self.decoder_hidden.call_all(z)
         out = self.decoder_output.call_all(hidden)
         if not self.decoder_deconvs:
@@ -671,6 +683,7 @@ class ACE(keras.Model):
             "ssn_units": self.ssn_units,
             "symmetry_prior_scale": self.symmetry_prior_scale,
             "symmetry_initial_log_scale": self.symmetry_initial_log_scale,
+            "per_class_decoders": self.per_class_decoders,
             "seed": self.seed,
         }
 
