@@ -1,4 +1,4 @@
-"""The only backend-specific code of keras_ace: running a different function per class.
+"""The only backend-specific code of keras_ace: per-class functions and data parallelism.
 
 An ACE has a decoder for every class, but in training each example only needs the
 decoder of its true class. `per_class_apply` runs `fn(rows, c)` on the rows of class `c`
@@ -12,8 +12,12 @@ only, so 10 decoders cost about what one does:
   small kernels avoid this with a per-example kernel gather (see `ClassDense`).
 """
 
+import contextlib
+
 import keras
 from keras import ops
+
+DISTRIBUTIONS = (None, "data_parallel")
 
 
 def per_class_apply(fn, x, class_ids, num_classes):
@@ -60,3 +64,53 @@ def uses_dynamic_shapes():
 def gathers_cheaply():
     """True where a per-example kernel gather beats running every class (JAX)."""
     return keras.backend.backend() not in ("tensorflow", "torch")
+
+
+def scale_loss_for_replicas(loss):
+    """Divides a replica's loss by the number of replicas under `tf.distribute`.
+
+    Keras does this in its own `compute_loss`; a model that overrides it must too, or
+    `MirroredStrategy` sums the replicas' gradients into N times the mean.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            loss = loss / replicas
+    return loss
+
+
+@contextlib.contextmanager
+def distribution_scope(distribution=None):
+    """Builds (and, on JAX, trains) models inside on every local device, data-parallel.
+
+    - JAX: `keras.distribution.DataParallel` over `keras.distribution.list_devices()`,
+      set as the global distribution (it stays set, so that `fit` after the scope
+      shards the batches too).
+    - TensorFlow: `tf.distribute.MirroredStrategy`; a model built in its scope keeps
+      training on it.
+    - PyTorch: Keras has no multi-device training for PyTorch; a `ValueError` says so.
+
+    Args:
+        distribution: `None` (one device) or `"data_parallel"`.
+    """
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"Unknown distribution. Expected one of {DISTRIBUTIONS}. Received: distribution={distribution!r}")
+    if distribution is None:
+        yield
+        return
+    backend = keras.backend.backend()
+    if backend == "jax":
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+        yield
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.distribute.MirroredStrategy().scope():
+            yield
+    else:
+        raise ValueError(
+            f"distribution='data_parallel' needs the JAX or TensorFlow backend: Keras has no multi-device "
+            f"training for {backend}. Received: KERAS_BACKEND={backend}"
+        )

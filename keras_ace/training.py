@@ -5,6 +5,7 @@ import math
 
 import keras
 
+from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.ace import ACE
 from keras_ace.models.presets import PRESETS
 
@@ -59,19 +60,28 @@ def compile_ace(model, training=None, dataset="mnist"):
     return model
 
 
-def from_preset(name, training=None, **overrides):
+def from_preset(name, training=None, distribution=None, **overrides):
     """A compiled ACE of one figure panel (see `keras_ace.models.presets.PRESETS`).
 
     Args:
         name: the preset, e.g. `"fig2_rts_mnist"`.
         training: a `TrainingConfig`; default: Appendix A's for the preset's data set.
+        distribution: `None` or `"data_parallel"` (every local device; see
+            `keras_ace.backend_ops.distribution_scope`).
         **overrides: `ACE` constructor arguments that replace the preset's.
     """
     if name not in PRESETS:
         raise ValueError(f"Unknown preset. Expected one of {tuple(PRESETS)}. Received: name={name!r}")
     config = {**PRESETS[name], **overrides}
     dataset = config.pop("dataset")
-    return compile_ace(ACE(**config), training, dataset)
+    return _build(config, training, dataset, distribution)
+
+
+def _build(config, training, dataset, distribution):
+    with distribution_scope(distribution):
+        model = ACE(**config)
+        model.build()
+        return compile_ace(model, training, dataset)
 
 
 _UNSET = object()
@@ -84,6 +94,7 @@ def build_ace(
     sampling=_UNSET,
     latent_dim=_UNSET,
     training=None,
+    distribution=None,
     **overrides,
 ):
     """A compiled ACE for a data set, with the paper's settings as defaults.
@@ -96,6 +107,9 @@ def build_ace(
         sampling: `"gaussian"` or `"laplacian"`; default as in the figure.
         latent_dim: latent dimensions per class; default 1 (MNIST family) or 2 (CIFAR10).
         training: a `TrainingConfig`; default: Appendix A's for the data set.
+        distribution: `None` (one device) or `"data_parallel"`: every local device,
+            through `keras.distribution.DataParallel` on JAX and
+            `tf.distribute.MirroredStrategy` on TensorFlow.
         **overrides: further `ACE` arguments (e.g. smaller layers).
 
     Example:
@@ -120,4 +134,4 @@ def build_ace(
             config[key] = value
     config.update(overrides)
     config.pop("dataset")
-    return compile_ace(ACE(**config), training, dataset)
+    return _build(config, training, dataset, distribution)

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_ace.api_export import keras_ace_export
+from keras_ace.backend_ops import scale_loss_for_replicas
 from keras_ace.initializers import PaperConvUniform
 from keras_ace.layers.class_conditional import ClassConv2DTranspose
 from keras_ace.layers.class_conditional import ClassDense
@@ -327,6 +328,8 @@ class ACE(keras.Model):
             ]
 
     def build(self, input_shape=None):
+        if self.built:
+            return
         shape = (None, *self.image_shape)
         if self.symmetry is not None:
             self.ssn.build(shape)
@@ -462,7 +465,7 @@ class ACE(keras.Model):
         self.error_tracker.update_state(wrong)
         if not training:
             self.nll_bound_tracker.update_state(self.nll_bound(x, outputs))
-        return ops.mean(per_example)
+        return scale_loss_for_replicas(ops.mean(per_example))
 
     def nll_bound(self, x, outputs):
         """The eq. 4.1 mixture bound on -log p(x) in nats, per example (see the class docstring)."""
