@@ -1,0 +1,349 @@
+"""What the `reproduce/` scripts share: train a panel with resume, judge samples, draw grids.
+
+The scripts stay thin (argument parsing and layout); everything they compute lives
+here, so that it can be imported and tested.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+
+import keras
+import numpy as np
+
+from keras_ace.models.presets import PRESETS
+from keras_ace.training import TrainingConfig
+from keras_ace.training import from_preset
+
+# Appendix A trains with batches of 250; the paper gives no epoch count.
+DEFAULT_EPOCHS = 50
+# Quick mode: a CPU run of minutes on a subset with narrower layers (not the paper's sizes).
+QUICK = {
+    "train_size": 3000,
+    "test_size": 1000,
+    "epochs": 3,
+    "samples_per_class": 100,
+    "judge_epochs": 2,
+    "overrides": {
+        "encoder_units": (256, 256),
+        "decoder_units": 256,
+        "classifier_filters": (16, 32, 64),
+        "classifier_units": 128,
+    },
+}
+FULL = {"train_size": None, "test_size": None, "epochs": DEFAULT_EPOCHS, "samples_per_class": 1000, "judge_epochs": 5, "overrides": {}}
+GAP = 4  # pixels between the panels of a figure
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The resolved settings of one figure run (written to `config.json`)."""
+
+    figure: str
+    output_dir: str
+    quick: bool = False
+    epochs: int = DEFAULT_EPOCHS
+    seed: int = 0
+    data_dir: str = None
+    train_size: int = None
+    test_size: int = None
+    samples_per_class: int = 1000
+    judge_epochs: int = 5
+    overrides: dict = dataclasses.field(default_factory=dict)
+    distribution: str = None
+    from_models: str = None
+
+    @classmethod
+    def from_args(cls, figure, args):
+        mode = dict(QUICK if args.quick else FULL)
+        for key in ("epochs", "train_size", "test_size", "samples_per_class", "judge_epochs"):
+            if getattr(args, key, None) is not None:
+                mode[key] = getattr(args, key)
+        overrides = {**mode.pop("overrides"), **json.loads(args.overrides or "{}")}
+        return cls(
+            figure=figure,
+            output_dir=args.output_dir or os.path.join("results", figure),
+            quick=args.quick,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            overrides=overrides,
+            distribution=args.distribution,
+            from_models=args.from_models,
+            **mode,
+        )
+
+
+def add_arguments(parser, figure):
+    """The command-line flags every figure script shares."""
+    parser.add_argument("--quick", action="store_true", help="a CPU run of minutes on a subset with narrower layers")
+    parser.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULT_EPOCHS}, quick {QUICK['epochs']})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", help=f"default results/{figure}/")
+    parser.add_argument("--data-dir", help="folder with mnist.npz / cifar10-jpeg.zip (else KERAS_ACE_DATA, cache, download)")
+    parser.add_argument("--train-size", type=int, help="use the first N training images")
+    parser.add_argument("--test-size", type=int, help="use the first N test images")
+    parser.add_argument("--samples-per-class", type=int, help="samples judged per class (default 1000)")
+    parser.add_argument("--judge-epochs", type=int, help="epochs of the independent judge CNN (default 5, quick 2)")
+    parser.add_argument("--overrides", help='JSON of ACE arguments, e.g. \'{"decoder_units": 512}\'')
+    parser.add_argument("--distribution", choices=["data_parallel"], help="train on every local device")
+    parser.add_argument("--from-models", metavar="DIR", help="redraw the figure from the .keras models in DIR, no training")
+    return parser
+
+
+def load_split(dataset, split, size, data_dir):
+    from data_tools import load_dataset
+
+    x, y = load_dataset(dataset, split, data_dir)
+    return (x[:size], y[:size]) if size else (x, y)
+
+
+def train_panel(preset, config, verbose=2):
+    """Trains one preset (or loads it when its `.keras` file exists); resumes after interruption.
+
+    The model is saved as `<output_dir>/<preset>.keras`; while training, a
+    `BackupAndRestore` folder `<output_dir>/backup_<preset>` lets a rerun continue
+    from the last finished epoch.
+    """
+    os.makedirs(config.output_dir, exist_ok=True)
+    path = os.path.join(config.output_dir, f"{preset}.keras")
+    if os.path.exists(path):
+        return keras.saving.load_model(path)
+    dataset = PRESETS[preset]["dataset"]
+    x, y = load_split(dataset, "train", config.train_size, config.data_dir)
+    x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
+    training = TrainingConfig.for_dataset(dataset, steps_per_epoch=math.ceil(len(x) / TrainingConfig.batch_size))
+    keras.utils.set_random_seed(config.seed)
+    model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
+    backup = os.path.join(config.output_dir, f"backup_{preset}")
+    print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
+    model.fit(
+        x,
+        y,
+        batch_size=training.batch_size,
+        epochs=config.epochs,
+        validation_data=(x_test, y_test),
+        callbacks=[keras.callbacks.BackupAndRestore(backup)],
+        verbose=verbose,
+    )
+    model.save(path)
+    shutil.rmtree(backup, ignore_errors=True)
+    return model
+
+
+def load_panel(preset, directory):
+    path = os.path.join(directory, f"{preset}.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--from-models: no model {path}; train it first (without --from-models).")
+    return keras.saving.load_model(path)
+
+
+# ------------------------------------------------------------------ the independent judge
+
+
+def judge_network(image_shape, num_classes=10):
+    """A plain CNN, independent of the ACE, that judges whether samples look like their class."""
+    return keras.Sequential(
+        [
+            keras.Input(image_shape),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.GlobalMaxPooling2D(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="judge",
+    )
+
+
+def centred_on_canvas(images, canvas):
+    """Undistorted 28x28 digits placed at the centre of a `canvas` x `canvas` frame."""
+    pad = (canvas - images.shape[1]) // 2
+    rest = canvas - images.shape[1] - pad
+    return np.pad(images, ((0, 0), (pad, rest), (pad, rest), (0, 0)))
+
+
+def train_judge(dataset, config, canonical=False):
+    """The judge CNN for `dataset`, trained (once, then cached in the output folder).
+
+    `canonical=False`: trained on the real training images, distorted as they are.
+    `canonical=True`: trained on undistorted MNIST digits at the canvas centre, to judge
+    canonical-frame outputs. Returns `(model, test_accuracy)`.
+    """
+    name = f"judge_{dataset}{'_canonical' if canonical else ''}"
+    path = os.path.join(config.output_dir, f"{name}.keras")
+    source = "mnist" if canonical else dataset
+    x, y = load_split(source, "train", config.train_size and 4 * config.train_size, config.data_dir)
+    x_test, y_test = load_split(source, "test", config.test_size, config.data_dir)
+    if canonical:
+        canvas = PRESETS[f"fig1_{dataset}"]["image_shape"][0]
+        x, x_test = centred_on_canvas(x, canvas), centred_on_canvas(x_test, canvas)
+    if os.path.exists(path):
+        judge = keras.saving.load_model(path)
+    else:
+        keras.utils.set_random_seed(config.seed + 1)
+        judge = judge_network(x.shape[1:])
+        judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        print(f"Training the judge {name} on {len(x)} images", flush=True)
+        judge.fit(x, y, batch_size=128, epochs=config.judge_epochs, verbose=2)
+        judge.save(path)
+    accuracy = float(np.mean(np.argmax(judge.predict(x_test, batch_size=500, verbose=0), -1) == y_test))
+    return judge, accuracy
+
+
+def judged_accuracy(judge, images, class_id):
+    return float(np.mean(np.argmax(judge.predict(images, batch_size=500, verbose=0), -1) == class_id))
+
+
+def panel_metrics(model, preset, config, grid_values):
+    """Test error, NLL bound and sample plausibility of one trained panel (`metrics.json`)."""
+    dataset = PRESETS[preset]["dataset"]
+    x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
+    results = model.evaluate(x_test, y_test, batch_size=250, verbose=0, return_dict=True)
+    judge, judge_accuracy = train_judge(dataset, config)
+    per_class = [
+        judged_accuracy(judge, model.sample(c, config.samples_per_class, seed=config.seed + c), c)
+        for c in range(model.num_classes)
+    ]
+    metrics = {
+        "test_classification_error": float(results["classification_error"]),
+        "test_nll_bound_nats": float(results["nll_bound"]),
+        "test_reconstruction_nats": float(results["reconstruction"]),
+        "sample_plausibility": float(np.mean(per_class)),
+        "sample_plausibility_per_class": per_class,
+        "judge_test_accuracy": judge_accuracy,
+        "test_images": int(len(x_test)),
+    }
+    if model.symmetry is not None and dataset != "cifar10":
+        canonical_judge, canonical_accuracy = train_judge(dataset, config, canonical=True)
+        metrics["canonical_grid_plausibility"] = float(
+            np.mean([judged_accuracy(canonical_judge, model.latent_grid(c, grid_values), c) for c in range(model.num_classes)])
+        )
+        metrics["canonical_judge_test_accuracy"] = canonical_accuracy
+    return metrics
+
+
+# ------------------------------------------------------------------ pictures
+
+
+def mosaic(images, gap=0, background=1.0):
+    """(rows, cols, H, W, C) -> one (rows * H + gaps, cols * W + gaps, C) image."""
+    rows, cols, h, w, c = images.shape
+    out = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, c), background, np.float32)
+    for r in range(rows):
+        for k in range(cols):
+            out[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = images[r, k]
+    return out
+
+
+def side_by_side(panels, gap=GAP, background=1.0):
+    """Panels (H_i, W_i, C) next to each other, top-aligned, on a white background."""
+    height = max(p.shape[0] for p in panels)
+    channels = max(p.shape[2] for p in panels)
+    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
+    out = np.full((height, width, channels), background, np.float32)
+    x = 0
+    for p in panels:
+        out[: p.shape[0], x : x + p.shape[1]] = p if p.shape[2] == channels else np.repeat(p, channels, axis=2)
+        x += p.shape[1] + gap
+    return out
+
+
+def save_png(image, path):
+    """Writes an (H, W, 1 or 3) image in [0, 1] at exactly H x W pixels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = np.clip(image, 0, 1)
+    plt.imsave(path, image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+
+
+def class_manifold(model, values):
+    """One row per class of the class's decoder over `values` (G, latent_dim): (K, G, H, W, C)."""
+    return np.stack([model.latent_grid(c, values) for c in range(model.num_classes)])
+
+
+def centre_of_2d_grid(model, class_id, size=30, extent=6.0, shown=7):
+    """The central `shown` x `shown` part of a `size` x `size` grid over [-extent, extent]^2: (shown, shown, H, W, C)."""
+    axis = np.linspace(-extent, extent, size)
+    start = (size - shown) // 2
+    axis = axis[start : start + shown]
+    # Rows go up the grid as the second latent grows, as in the paper's pictures.
+    values = np.asarray([[a, b] for b in axis[::-1] for a in axis], np.float32)
+    return model.latent_grid(class_id, values).reshape(shown, shown, *model.image_shape)
+
+
+def write_json(data, path):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+
+
+# ------------------------------------------------------------------ whole figures
+
+MANIFOLD_GRID = np.linspace(-4.0, 4.0, 20, dtype=np.float32)[:, None]  # Figs. 1-2: 20 values in [-4, 4]
+HORSE = 7  # CIFAR10's horse class (Figs. 3-4)
+
+
+def class_manifold_picture(models):
+    """Figs. 1-2: per panel, one row per class over the fixed 20-value grid, panels side by side."""
+    return side_by_side([mosaic(class_manifold(m, MANIFOLD_GRID)) for m in models])
+
+
+def horse_picture(models):
+    """Figs. 3-4: per panel, the central 7x7 of the horse class's 30x30 grid, panels side by side."""
+    return side_by_side([mosaic(centre_of_2d_grid(m, HORSE)) for m in models])
+
+
+def machine():
+    import platform
+
+    return {"backend": keras.backend.backend(), "devices": [str(d) for d in keras.distribution.list_devices()],
+            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+
+
+def run_figure(config, panels, picture):
+    """Trains (or loads) each panel, writes `<figure>.png`, `config.json` and `metrics.json`.
+
+    With `config.from_models`, loads the panels from that folder and only redraws.
+    """
+    import time
+
+    start = time.time()
+    os.makedirs(config.output_dir, exist_ok=True)
+    if config.from_models:
+        models = [load_panel(p, config.from_models) for p in panels]
+    else:
+        models = [train_panel(p, config) for p in panels]
+    png = os.path.join(config.output_dir, f"{config.figure}.png")
+    save_png(picture(models), png)
+    print(f"Wrote {png}", flush=True)
+    if config.from_models:
+        return None
+    metrics = {p: panel_metrics(m, p, config, MANIFOLD_GRID) for p, m in zip(panels, models)}
+    metrics["wall_time_s"] = time.time() - start
+    metrics["machine"] = machine()
+    write_json(dataclasses.asdict(config), os.path.join(config.output_dir, "config.json"))
+    write_json(metrics, os.path.join(config.output_dir, "metrics.json"))
+    for p in panels:
+        m = metrics[p]
+        extra = f", canonical grid plausibility {m['canonical_grid_plausibility']:.1%}" if "canonical_grid_plausibility" in m else ""
+        print(f"{p}: test error {m['test_classification_error']:.2%}, NLL bound {m['test_nll_bound_nats']:.1f} nats, "
+              f"sample plausibility {m['sample_plausibility']:.1%} (judge {m['judge_test_accuracy']:.1%}){extra}")
+    return metrics
+
+
+def main(figure, panels, picture, description, argv=None):
+    """The whole command line of a figure script."""
+    import argparse
+
+    parser = add_arguments(argparse.ArgumentParser(description=description), figure)
+    config = RunConfig.from_args(figure, parser.parse_args(argv))
+    run_figure(config, panels, picture)
+    return 0

@@ -1,0 +1,17 @@
+"""Figure 4 of Georgiev (2015): the horse manifold of the convolutional ACE.
+
+Central 7x7 of a 30x30 grid over [-6, 6]^2; left: spatial symmetry statistics only,
+right: spatial and colour symmetry statistics.
+
+    python reproduce/fig4.py --quick          # minutes on a CPU
+    python reproduce/fig4.py                  # Appendix A's sizes, full data (a GPU)
+"""
+
+import sys
+
+from keras_ace import experiments
+
+PANELS = ("fig4_cifar10_spatial", "fig4_cifar10_spatial_color")
+
+if __name__ == "__main__":
+    sys.exit(experiments.main("fig4", PANELS, experiments.horse_picture, __doc__))
