@@ -39,7 +39,13 @@ def per_class_apply(fn, x, class_ids, num_classes):
 
         parts = tf.dynamic_partition(x, class_ids, num_classes)
         positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), class_ids, num_classes)
-        return tf.dynamic_stitch(positions, [fn(part, c) for c, part in enumerate(parts)])
+        if len(x.shape) > 2:
+            # The gradient of a transposed convolution of an empty batch has the wrong
+            # shape in TensorFlow; one zero row per class keeps every part non-empty.
+            outputs = [fn(tf.concat([part, tf.zeros_like(x[:1])], 0), c)[:-1] for c, part in enumerate(parts)]
+        else:
+            outputs = [fn(part, c) for c, part in enumerate(parts)]
+        return tf.dynamic_stitch(positions, outputs)
     if backend == "torch":
         import torch
 

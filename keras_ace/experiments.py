@@ -347,3 +347,55 @@ def main(figure, panels, picture, description, argv=None):
     config = RunConfig.from_args(figure, parser.parse_args(argv))
     run_figure(config, panels, picture)
     return 0
+
+
+# ------------------------------------------------------------------ control (beyond the paper)
+
+MOVES = ((-4, 0), (4, 0), (0, -4), (0, 4))  # pixels (dx, dy)
+TURNS = (-30.0, 30.0)  # degrees, counter-clockwise
+SCALES = (0.8, 1.25)
+# Recolourings for RGB models: a red/blue swap and a desaturating mix.
+RECOLOURS = (
+    np.eye(3, dtype=np.float32)[[2, 1, 0]],
+    np.full((3, 3), 0.2, np.float32) + 0.4 * np.eye(3, dtype=np.float32),
+)
+RANDOM_FRAMES = 3
+
+
+def control_columns(model, x, seed):
+    """The columns of the control picture, each (N, H, W, C), and their names."""
+    columns = [("input", x), ("reconstruction", model.reconstruct(x))]
+    columns += [(f"move {d}", model.control(x, translate=d)) for d in MOVES]
+    columns += [(f"turn {a:+.0f}", model.control(x, rotate=a)) for a in TURNS]
+    columns += [(f"scale {s}", model.control(x, scale=s)) for s in SCALES]
+    if model.symmetry == "spatial_color":
+        columns += [(f"recolour {i}", model.control(x, color=m)) for i, m in enumerate(RECOLOURS)]
+    columns += [(f"random frame {i}", model.vary_symmetry(x, seed=seed + i)) for i in range(RANDOM_FRAMES)]
+    return columns
+
+
+def control_obedience(columns):
+    """How well the requested changes were obeyed, measured on the pictures' moments."""
+    from data_tools import moments
+
+    by_name = dict(columns)
+    base = by_name["reconstruction"]
+    com = moments.centre_of_mass(base)
+    shifts = [moments.centre_of_mass(by_name[f"move {d}"]) - com - np.asarray(d) for d in MOVES]
+    turns = {
+        f"{a:+.0f}": float(np.median(_wrap(moments.orientation(by_name[f'turn {a:+.0f}']) - moments.orientation(base))))
+        for a in TURNS
+    }
+    scales = {f"{s}": float(np.median(moments.spread(by_name[f"scale {s}"]) / moments.spread(base))) for s in SCALES}
+    return {
+        "translation_error_px_mean": float(np.mean(np.abs(shifts))),
+        "translation_error_px_max": float(np.max(np.abs(shifts))),
+        "requested_turn_vs_measured_median_deg": turns,
+        "requested_scale_vs_measured_spread_ratio_median": scales,
+        "note": "moments of the whole picture: parts pushed off the canvas shrink the measured change",
+    }
+
+
+def _wrap(degrees):
+    """Differences of axis angles, wrapped into (-90, 90]."""
+    return (np.asarray(degrees) + 90.0) % 180.0 - 90.0

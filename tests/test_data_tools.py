@@ -8,6 +8,8 @@ import pytest
 
 import data_tools
 from data_tools import distortions
+from data_tools.moments import centre_of_mass
+from data_tools.moments import spread
 from data_tools import sources
 from tests.conftest import requires_cifar10
 from tests.conftest import requires_mnist
@@ -19,23 +21,6 @@ SUBSET = 600
 def digits():
     (x_train, y_train), _ = data_tools.load_mnist()
     return x_train[:SUBSET], y_train[:SUBSET]
-
-
-def centre_of_mass(images):
-    """(N, 2) centre of mass (x, y) of uint8 or float images (N, H, W)."""
-    images = images.astype(np.float64)
-    ys, xs = np.mgrid[: images.shape[1], : images.shape[2]]
-    mass = images.sum(axis=(1, 2))
-    return np.stack([(images * xs).sum(axis=(1, 2)) / mass, (images * ys).sum(axis=(1, 2)) / mass], 1)
-
-
-def spread(images):
-    """Root mean squared distance of the mass from its centre, per image."""
-    images = images.astype(np.float64)
-    ys, xs = np.mgrid[: images.shape[1], : images.shape[2]]
-    com = centre_of_mass(images)
-    d2 = (xs[None] - com[:, 0, None, None]) ** 2 + (ys[None] - com[:, 1, None, None]) ** 2
-    return np.sqrt((images * d2).sum(axis=(1, 2)) / images.sum(axis=(1, 2)))
 
 
 @requires_mnist
@@ -229,3 +214,14 @@ def test_command_line_preview(tmp_path):
     import matplotlib.image
 
     assert matplotlib.image.imread(out).shape[1] > 300
+
+
+def test_moments_of_a_known_bar():
+    from data_tools import moments
+
+    bar = np.zeros((1, 21, 21))
+    for i in range(-6, 7):  # a bar through the centre at 45 degrees counter-clockwise on screen
+        bar[0, 10 - i, 10 + i] = 1
+    np.testing.assert_allclose(moments.centre_of_mass(bar), [[10, 10]])
+    np.testing.assert_allclose(moments.orientation(bar), [45.0], atol=1e-6)
+    np.testing.assert_allclose(moments.spread(bar[..., None]), moments.spread(bar))

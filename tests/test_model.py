@@ -10,6 +10,7 @@ import pytest
 import keras_ace
 from keras_ace import ACE
 from keras_ace import PRESETS
+from data_tools.moments import centre_of_mass
 from tests.conftest import requires_mnist
 
 TINY = dict(
@@ -175,7 +176,7 @@ def test_each_example_uses_its_own_class_decoder():
 def test_shared_decoder_ablation():
     model = tiny_ace(symmetry=None, per_class_decoders=False)
     model.build()
-    assert model.decoder_output.kernel.shape[0] == 1
+    assert len(model.decoder_output.kernels) == 1
     z = RNG.normal(size=(3, 1)).astype(np.float32)
     same = keras.ops.convert_to_numpy(model.decode(z, np.asarray([0, 5, 9])))
     np.testing.assert_allclose(same, model.latent_grid(7, z), atol=1e-6)
@@ -194,16 +195,10 @@ def blob_model(image_shape=(16, 16, 1)):
     ys, xs = np.mgrid[0:h, 0:w]
     blob = 0.02 + 0.9 * np.exp(-((xs - (w - 1) / 2) ** 2 + (ys - (h - 1) / 2) ** 2) / 4.0)
     logits = np.log(blob / (1 - blob)).reshape(-1).astype(np.float32)
-    kernel, bias = model.decoder_output.get_weights()
-    model.decoder_output.set_weights([np.zeros_like(kernel), np.tile(logits, (10, 1))])
+    for kernel, bias in zip(model.decoder_output.kernels, model.decoder_output.biases):
+        kernel.assign(np.zeros(kernel.shape, np.float32))
+        bias.assign(logits)
     return model
-
-
-def centre_of_mass(images):
-    images = images[..., 0].astype(np.float64)
-    ys, xs = np.mgrid[: images.shape[1], : images.shape[2]]
-    mass = images.sum(axis=(1, 2))
-    return np.stack([(images * xs).sum(axis=(1, 2)) / mass, (images * ys).sum(axis=(1, 2)) / mass], 1)
 
 
 class TestControl:

@@ -24,6 +24,31 @@ class ClassConditional(keras.layers.Layer):
         # tf.dynamic_partition has dynamic shapes, which XLA cannot compile.
         self.supports_jit = not backend_ops.uses_dynamic_shapes()
 
+    def add_class_weights(self, kernel_shape, kernel_initializer, units):
+        """One kernel and one bias variable per class.
+
+        Separate variables rather than one stacked tensor: each class's gradient is then
+        a dense tensor of its own size, where slicing a stacked variable would make every
+        class write a gradient the size of all of them (5x slower on TensorFlow).
+        """
+        self.kernels = [
+            self.add_weight(name=f"kernel_{c}", shape=kernel_shape, initializer=kernel_initializer)
+            for c in range(self.num_classes)
+        ]
+        self.biases = [
+            self.add_weight(name=f"bias_{c}", shape=(units,), initializer="zeros") for c in range(self.num_classes)
+        ]
+
+    @property
+    def kernel(self):
+        """All classes' kernels stacked: (K, ...)."""
+        return ops.stack([k.value for k in self.kernels])
+
+    @property
+    def bias(self):
+        """All classes' biases stacked: (K, units)."""
+        return ops.stack([b.value for b in self.biases])
+
     def apply_class(self, x, c):
         """The layer for one class `c` (a Python int) on rows `x`, before the activation."""
         raise NotImplementedError
@@ -76,19 +101,10 @@ class ClassDense(ClassConditional):
         if len(input_shape) != 2:
             raise ValueError(f"ClassDense expects inputs of shape (batch, features). Received: shape={tuple(input_shape)}")
         self.input_dim = input_shape[-1]
-        initializer = self.kernel_initializer
-
-        def per_class(shape, dtype=None):
-            # Each class's kernel is drawn as an ordinary (in, units) kernel.
-            return ops.stack([initializer(shape[1:], dtype=dtype) for _ in range(shape[0])])
-
-        self.kernel = self.add_weight(
-            name="kernel", shape=(self.num_classes, self.input_dim, self.units), initializer=per_class
-        )
-        self.bias = self.add_weight(name="bias", shape=(self.num_classes, self.units), initializer="zeros")
+        self.add_class_weights((self.input_dim, self.units), self.kernel_initializer, self.units)
 
     def apply_class(self, x, c):
-        return ops.matmul(x, self.kernel[c]) + self.bias[c]
+        return ops.matmul(x, self.kernels[c]) + self.biases[c]
 
     def call(self, x, class_ids):
         if backend_ops.gathers_cheaply() and self.input_dim * self.units <= MAX_GATHERED_KERNEL:
@@ -144,19 +160,12 @@ class ClassConv2DTranspose(ClassConditional):
                 f"ClassConv2DTranspose expects (batch, height, width, channels). Received: shape={tuple(input_shape)}"
             )
         k = self.kernel_size
-        initializer = PaperConvUniform(transposed=True)
-
-        def per_class(shape, dtype=None):
-            return ops.stack([initializer(shape[1:], dtype=dtype) for _ in range(shape[0])])
-
         # Keras' transposed-convolution kernel layout: (kh, kw, out_channels, in_channels).
-        self.kernel = self.add_weight(
-            name="kernel", shape=(self.num_classes, k, k, self.filters, input_shape[-1]), initializer=per_class
-        )
-        self.bias = self.add_weight(name="bias", shape=(self.num_classes, self.filters), initializer="zeros")
+        shape = (k, k, self.filters, input_shape[-1])
+        self.add_class_weights(shape, PaperConvUniform(transposed=True), self.filters)
 
     def apply_class(self, x, c):
-        return ops.conv_transpose(x, self.kernel[c], strides=self.strides, padding="same") + self.bias[c]
+        return ops.conv_transpose(x, self.kernels[c], strides=self.strides, padding="same") + self.biases[c]
 
     def compute_output_shape(self, input_shape, class_ids_shape=None):
         b, h, w, _ = input_shape

@@ -603,11 +603,7 @@ class ACE(keras.Model):
         outer = affine_from_control(translate, rotate, scale, self.image_shape[:2])
         results = []
         for batch in self._batches(x, batch_size):
-            outputs = self(batch)
-            class_ids = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
-            one_hot = ops.one_hot(class_ids, self.num_classes)
-            z = ops.sum(outputs["latent_loc"] * one_hot[:, :, None], axis=1)
-            canonical = self.decode(z, class_ids)
+            outputs, canonical = self._canonical_objects(batch)
             if self.symmetry is not None:
                 theta = outputs["theta"]
                 if moved:
@@ -617,6 +613,32 @@ class ACE(keras.Model):
                 canonical = ops.einsum("bhwj,ij->bhwi", canonical, ops.convert_to_tensor(color))
             results.append(ops.convert_to_numpy(canonical))
         return np.concatenate(results)
+
+    def vary_symmetry(self, x, seed=None, batch_size=250):
+        """The same objects with their symmetry statistics drawn afresh from the prior.
+
+        Each object is decoded in its canonical frame (latents at their means, through
+        the most probable class) and put into a new, randomly drawn frame: a new
+        position, angle, size (and colour), as `sample` draws them.
+        """
+        if self.symmetry is None:
+            raise ValueError("This model has no symmetry statistics (symmetry=None).")
+        generator = self._seed_generator(seed)
+        results = []
+        for batch in self._batches(x, batch_size):
+            _, canonical = self._canonical_objects(batch)
+            u = self._prior_draw((len(batch), self.num_symmetry_statistics), 1.0, generator)
+            theta, color = self.symmetry_parameters(u)
+            results.append(ops.convert_to_numpy(self.to_observation(canonical, theta, color)))
+        return np.concatenate(results)
+
+    def _canonical_objects(self, batch):
+        """The net's outputs for a batch and each object decoded in its canonical frame."""
+        outputs = self(batch)
+        class_ids = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
+        one_hot = ops.one_hot(class_ids, self.num_classes)
+        z = ops.sum(outputs["latent_loc"] * one_hot[:, :, None], axis=1)
+        return outputs, self.decode(z, class_ids)
 
     def latent_grid(self, class_id, values):
         """The class's decoder over a grid of latent values, in the canonical frame.

@@ -1,0 +1,98 @@
+"""Smoke tests: every reproduce/ script end to end, in quick mode on tiny data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+
+from tests.conftest import requires_cifar10
+from tests.conftest import requires_mnist
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--quick", "--train-size", "60", "--test-size", "30", "--epochs", "1", "--samples-per-class", "2", "--judge-epochs", "1",
+        "--overrides", json.dumps({"encoder_units": [16, 16], "decoder_units": 16, "classifier_filters": [4, 4, 4],
+                                   "classifier_units": 8, "ssn_filters": [4, 4], "ssn_units": 8, "conv_filters": [4, 8]})]
+PANEL_KEYS = {"test_classification_error", "test_nll_bound_nats", "sample_plausibility", "sample_plausibility_per_class",
+              "judge_test_accuracy"}
+
+
+def run(script, *args):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce", script), *args],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def pixel_size(path):
+    return matplotlib.image.imread(path).shape[:2]
+
+
+def check_figure(out, figure, panels, expected_size, canonical):
+    for file in (f"{figure}.png", "config.json", "metrics.json", *[f"{p}.keras" for p in panels]):
+        assert os.path.exists(out / file), file
+    assert pixel_size(out / f"{figure}.png") == expected_size
+    metrics = json.loads((out / "metrics.json").read_text())
+    for panel in panels:
+        assert PANEL_KEYS <= set(metrics[panel])
+        assert ("canonical_grid_plausibility" in metrics[panel]) == (canonical and "fig2" in panel)
+    assert metrics["wall_time_s"] > 0 and "backend" in metrics["machine"]
+
+
+@requires_mnist
+@pytest.mark.parametrize("figure", ["fig1", "fig2"])
+def test_mnist_figures(figure, tmp_path):
+    out = tmp_path / figure
+    run(f"{figure}.py", *TINY, "--output-dir", str(out))
+    panels = [f"{figure}_mnist", f"{figure}_rts_mnist", f"{figure}_tc_mnist"]
+    # 10 rows per class, 20 columns: 280/420/600 px high, 560 + 840 + 1200 px wide plus 2 gaps of 4.
+    check_figure(out, figure, panels, (600, 560 + 840 + 1200 + 8), canonical=True)
+    # --from-models redraws without training: no new models, no metrics rewritten.
+    before = (out / "metrics.json").stat().st_mtime
+    redraw = tmp_path / "redraw"
+    stdout = run(f"{figure}.py", "--from-models", str(out), "--output-dir", str(redraw))
+    assert "Training" not in stdout
+    assert pixel_size(redraw / f"{figure}.png") == (600, 2608)
+    assert (out / "metrics.json").stat().st_mtime == before
+
+
+@requires_cifar10
+@pytest.mark.parametrize("figure", ["fig3", "fig4"])
+def test_cifar10_figures(figure, tmp_path):
+    out = tmp_path / figure
+    run(f"{figure}.py", *TINY, "--output-dir", str(out))
+    panels = {"fig3": ["fig3_cifar10", "fig3_cifar10_sss"], "fig4": ["fig4_cifar10_spatial", "fig4_cifar10_spatial_color"]}[figure]
+    # Two panels of 7x7 images of 32x32, with a gap of 4.
+    check_figure(out, figure, panels, (224, 2 * 224 + 4), canonical=False)
+    stdout = run(f"{figure}.py", "--from-models", str(out), "--output-dir", str(tmp_path / "redraw"))
+    assert "Training" not in stdout
+
+
+@requires_mnist
+def test_control_script(tmp_path):
+    out = tmp_path / "control"
+    run("control.py", *TINY, "--count", "3", "--output-dir", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    # input, reconstruction, 4 moves, 2 turns, 2 scales, 3 random frames: 13 columns of 42 px, gaps of 2.
+    assert len(metrics["columns"]) == 13
+    assert pixel_size(out / "control.png") == (3 * 42 + 2 * 2, 13 * 42 + 12 * 2)
+    assert {"translation_error_px_mean", "requested_turn_vs_measured_median_deg",
+            "requested_scale_vs_measured_spread_ratio_median"} <= set(metrics)
+    # A saved model can be given instead of training one.
+    run("control.py", "--model", str(out / "fig2_rts_mnist.keras"), "--count", "2", "--output-dir", str(tmp_path / "again"))
+
+
+def test_resume_skips_a_finished_panel(tmp_path, monkeypatch):
+    """A rerun loads the saved panel instead of training it again."""
+    import keras
+
+    from keras_ace import experiments
+    from tests.test_model import tiny_ace
+
+    config = experiments.RunConfig(figure="fig2", output_dir=str(tmp_path))
+    tiny_ace((28, 28, 1)).save(str(tmp_path / "fig2_mnist.keras"))
+    monkeypatch.setattr(experiments, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
+    model = experiments.train_panel("fig2_mnist", config)
+    assert isinstance(model, keras.Model) and model.image_shape == (28, 28, 1)
