@@ -8,6 +8,7 @@ import keras
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.ace import ACE
 from keras_ace.models.presets import PRESETS
+from keras_ace.optimizers import Adam
 
 DATASETS = ("mnist", "rts_mnist", "tc_mnist", "cifar10")
 TRAIN_SIZES = {"mnist": 60000, "rts_mnist": 60000, "tc_mnist": 60000, "cifar10": 50000}
@@ -45,7 +46,7 @@ class TrainingConfig:
         )
 
     def optimizer(self):
-        return keras.optimizers.Adam(learning_rate=self.schedule())
+        return Adam(learning_rate=self.schedule())
 
 
 def _check_dataset(dataset):

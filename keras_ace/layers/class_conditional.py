@@ -107,7 +107,7 @@ class ClassDense(ClassConditional):
         return ops.matmul(x, self.kernels[c]) + self.biases[c]
 
     def call(self, x, class_ids):
-        if backend_ops.gathers_cheaply() and self.input_dim * self.units <= MAX_GATHERED_KERNEL:
+        if self.input_dim * self.units <= MAX_GATHERED_KERNEL:
             class_ids = ops.cast(class_ids, "int32")
             kernels = ops.take(self.kernel, class_ids, axis=0)  # (B, in, units)
             return self.activation(ops.einsum("bi,biu->bu", x, kernels) + ops.take(self.bias, class_ids, axis=0))
