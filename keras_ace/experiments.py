@@ -304,7 +304,12 @@ def horse_picture(models):
 def machine():
     import platform
 
-    return {"backend": keras.backend.backend(), "devices": [str(d) for d in keras.distribution.list_devices()],
+    # keras.distribution lists devices only where it supports the backend.
+    if keras.backend.backend() in ("jax", "tensorflow"):
+        devices = [str(d) for d in keras.distribution.list_devices()]
+    else:
+        devices = ["(not listed by Keras for this backend)"]
+    return {"backend": keras.backend.backend(), "devices": devices,
             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
 
 
