@@ -57,3 +57,16 @@ class PaperConvUniform(keras.initializers.Initializer):
 
     def get_config(self):
         return {"mode": self.mode, "transposed": self.transposed, "seed": self.seed}
+
+
+def paper_conv2d(filters, kernel_size, name, strides=1, activation="relu"):
+    """A `same`-padded `Conv2D` initialised as in Appendix A (`PaperConvUniform`)."""
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        activation=activation,
+        kernel_initializer=PaperConvUniform(),
+        name=name,
+    )

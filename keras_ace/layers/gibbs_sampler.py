@@ -69,12 +69,16 @@ class GibbsSampler(keras.layers.Layer):
     def scale(self, log_scale):
         return ops.exp(ops.clip(log_scale, *self.log_scale_bounds))
 
-    def noise(self, shape):
-        """Unit-scale noise of the family: N(0, 1) or Laplace(0, 1)."""
+    def noise(self, shape, seed=None):
+        """Unit-scale noise of the family: N(0, 1) or Laplace(0, 1).
+
+        `seed` (a `SeedGenerator`) replaces the layer's own stream, for reproducible draws.
+        """
+        seed = self.seed_generator if seed is None else seed
         if self.distribution == "gaussian":
-            return keras.random.normal(shape, seed=self.seed_generator)
+            return keras.random.normal(shape, seed=seed)
         # Inverse CDF of the Laplacian; u kept inside (-1/2, 1/2) so the log stays finite.
-        u = keras.random.uniform(shape, minval=-0.5 + 1e-7, maxval=0.5 - 1e-7, seed=self.seed_generator)
+        u = keras.random.uniform(shape, minval=-0.5 + 1e-7, maxval=0.5 - 1e-7, seed=seed)
         return -ops.sign(u) * ops.log1p(-2.0 * ops.abs(u))
 
     def call(self, inputs, training=None, sample=None):

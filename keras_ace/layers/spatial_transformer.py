@@ -14,7 +14,7 @@ import keras
 from keras import ops
 
 from keras_ace.api_export import keras_ace_export
-from keras_ace.initializers import PaperConvUniform
+from keras_ace.initializers import paper_conv2d
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -188,16 +188,7 @@ def localization_trunk(filters, kernel_size, units, name="localization"):
     """The hidden layers of a localisation net: conv-pool blocks, then one dense layer."""
     layers = []
     for i, f in enumerate(filters):
-        layers.append(
-            keras.layers.Conv2D(
-                f,
-                kernel_size,
-                padding="same",
-                activation="relu",
-                kernel_initializer=PaperConvUniform(),
-                name=f"{name}_conv{i}",
-            )
-        )
+        layers.append(paper_conv2d(f, kernel_size, name=f"{name}_conv{i}"))
         layers.append(keras.layers.MaxPooling2D(2, name=f"{name}_pool{i}"))
     layers.append(keras.layers.Flatten(name=f"{name}_flatten"))
     layers.append(keras.layers.Dense(units, activation="relu", name=f"{name}_dense"))

@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.backend_ops import scale_loss_for_replicas
-from keras_ace.initializers import PaperConvUniform
+from keras_ace.initializers import paper_conv2d
 from keras_ace.layers.class_conditional import ClassConv2DTranspose
 from keras_ace.layers.class_conditional import ClassDense
 from keras_ace.layers.color_mixing import ColorMixing
@@ -56,6 +56,12 @@ def affine_from_control(translate, rotate, scale, image_size):
     # On screen (y down) a counter-clockwise turn maps (x, y) to (x cos + y sin, -x sin + y cos).
     dx, dy = 2.0 * translate[0] / (width - 1), 2.0 * translate[1] / (height - 1)
     return np.asarray([[cos, sin, dx], [-sin, cos, dy]], np.float32)
+
+
+def class_rows(per_class, class_ids, num_classes):
+    """Each example's own class's row: (B, K, L) and (B,) -> (B, L)."""
+    one_hot = ops.one_hot(class_ids, num_classes, dtype=per_class.dtype)
+    return ops.sum(per_class * one_hot[:, :, None], axis=1)
 
 
 def move_about_centre(theta, outer):
@@ -268,14 +274,7 @@ class ACE(keras.Model):
         layers = [keras.layers.Dropout(self.input_dropout, name="classifier_input_dropout")]
         for i, filters in enumerate(self.classifier_filters):
             layers += [
-                keras.layers.Conv2D(
-                    filters,
-                    3,
-                    padding="same",
-                    activation="relu",
-                    kernel_initializer=PaperConvUniform(),
-                    name=f"classifier_conv{i}",
-                ),
+                paper_conv2d(filters, 3, name=f"classifier_conv{i}"),
                 keras.layers.MaxPooling2D(2, name=f"classifier_pool{i}"),
                 keras.layers.Dropout(self.hidden_dropout, name=f"classifier_dropout{i}"),
             ]
@@ -296,10 +295,7 @@ class ACE(keras.Model):
             ]
         else:
             layers = [
-                keras.layers.Conv2D(
-                    f, 5, strides=2, padding="same", activation="tanh", kernel_initializer=PaperConvUniform(),
-                    name=f"encoder_conv{i}",
-                )
+                paper_conv2d(f, 5, strides=2, activation="tanh", name=f"encoder_conv{i}")
                 for i, f in enumerate(self.conv_filters)
             ] + [keras.layers.Flatten(name="encoder_flatten")]
         self.encoder = keras.Sequential(layers, name="encoder")
@@ -443,10 +439,9 @@ class ACE(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         outputs = y_pred
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
-        one_hot = ops.one_hot(y, self.num_classes)
         # The true class picks the latent block and the decoder (supervised training).
-        loc = ops.sum(outputs["latent_loc"] * one_hot[:, :, None], axis=1)  # (B, L)
-        log_scale = ops.sum(outputs["latent_log_scale"] * one_hot[:, :, None], axis=1)
+        loc = class_rows(outputs["latent_loc"], y, self.num_classes)  # (B, L)
+        log_scale = class_rows(outputs["latent_log_scale"], y, self.num_classes)
         z = loc + self.latent_sampler.scale(log_scale) * outputs["noise"]
         reconstruction = self.reconstruction_error(x, self.decode(z, y), outputs)
         generative = self.latent_sampler.kl_divergence(loc, log_scale)
@@ -538,11 +533,7 @@ class ACE(keras.Model):
         return keras.random.SeedGenerator(seed) if seed is not None else self.latent_sampler.seed_generator
 
     def _prior_draw(self, shape, scale, seed_generator):
-        noise = keras.random.normal(shape, seed=seed_generator)
-        if self.sampling == "laplacian":
-            u = keras.random.uniform(shape, minval=-0.5 + 1e-7, maxval=0.5 - 1e-7, seed=seed_generator)
-            noise = -ops.sign(u) * ops.log1p(-2.0 * ops.abs(u))
-        return scale * noise
+        return scale * self.latent_sampler.noise(shape, seed=seed_generator)
 
     def classify(self, x, batch_size=250):
         """Class probabilities (N, K) of images (N, H, W, C)."""
@@ -636,9 +627,7 @@ class ACE(keras.Model):
         """The net's outputs for a batch and each object decoded in its canonical frame."""
         outputs = self(batch)
         class_ids = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
-        one_hot = ops.one_hot(class_ids, self.num_classes)
-        z = ops.sum(outputs["latent_loc"] * one_hot[:, :, None], axis=1)
-        return outputs, self.decode(z, class_ids)
+        return outputs, self.decode(class_rows(outputs["latent_loc"], class_ids, self.num_classes), class_ids)
 
     def latent_grid(self, class_id, values):
         """The class's decoder over a grid of latent values, in the canonical frame.
