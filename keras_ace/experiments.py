@@ -21,9 +21,9 @@ from keras_ace.training import from_preset
 DEFAULT_EPOCHS = 50
 # Quick mode: a CPU run of minutes on a subset with narrower layers (not the paper's sizes).
 QUICK = {
-    "train_size": 3000,
-    "test_size": 1000,
-    "epochs": 3,
+    "train_size": 12000,
+    "test_size": 2000,
+    "epochs": 5,
     "samples_per_class": 100,
     "judge_epochs": 2,
     "overrides": {
