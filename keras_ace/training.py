@@ -5,12 +5,12 @@ import math
 
 import keras
 
+from data_tools.datasets import DATASETS
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.ace import ACE
 from keras_ace.models.presets import PRESETS
 from keras_ace.optimizers import Adam
 
-DATASETS = ("mnist", "rts_mnist", "tc_mnist", "cifar10")
 TRAIN_SIZES = {"mnist": 60000, "rts_mnist": 60000, "tc_mnist": 60000, "cifar10": 50000}
 
 

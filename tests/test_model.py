@@ -338,3 +338,20 @@ def test_learned_theta_against_rts_ground_truth(capsys):
     with capsys.disabled():
         print(f"\ncorrelation of learned (tx, ty) with true shift after 2 short epochs: {correlation}")
     assert all(np.isfinite(correlation))
+
+
+def test_imports_without_tensorflow_on_jax():
+    """The GPU machine has no TensorFlow: keras_ace must build a model without it."""
+    import importlib.util
+
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    code = (
+        "import sys, keras_ace, data_tools\n"
+        "keras_ace.build_ace('mnist', encoder_units=(8, 8), decoder_units=8, classifier_filters=(2, 2, 2),"
+        " classifier_units=4, ssn_filters=(2, 2), ssn_units=4)\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-2000:]

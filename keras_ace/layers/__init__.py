@@ -1,5 +1,7 @@
 """The paper's building blocks as serialisable Keras layers."""
 
+from keras_ace.layers.class_conditional import ClassConv2DTranspose
+from keras_ace.layers.class_conditional import ClassDense
 from keras_ace.layers.color_mixing import ColorMixing
 from keras_ace.layers.color_mixing import RowStochastic
 from keras_ace.layers.gibbs_sampler import GibbsSampler

@@ -8,6 +8,8 @@ dimension per class (DESIGN.md); Figure 4 replaces the two encoder layers by con
 for 2048 and Laplacian sampling.
 """
 
+from data_tools.datasets import IMAGE_SHAPES
+
 # Appendix A, Figure 1: "32-64-128 3x3 filters ... 2x2 max-poolings ... fully-connected
 # layer of size 700; dropout is 0.2 in input and 0.5 in hidden layers".
 CLASSIFIER = {"classifier_filters": (32, 64, 128), "classifier_units": 700, "input_dropout": 0.2, "hidden_dropout": 0.5}
@@ -17,7 +19,6 @@ MNIST_SSN = {"ssn_filters": (20, 20), "ssn_kernel_size": 5, "ssn_units": 50}
 CIFAR10_SSN = {"ssn_filters": (32, 64), "ssn_kernel_size": 3, "ssn_units": 128}
 DENSE_AE = {"encoder": "dense", "encoder_units": (2048, 2048), "decoder_units": 2048}
 CONV_AE = {"encoder": "conv", "conv_filters": (32, 64), "decoder_units": 1500}
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "rts_mnist": (42, 42, 1), "tc_mnist": (60, 60, 1), "cifar10": (32, 32, 3)}
 
 
 def _mnist_family(dataset, symmetry):
