@@ -233,15 +233,18 @@ import keras_ace  # registers the classes; no custom_objects needed
 x = np.load(sys.argv[1])
 model = keras.saving.load_model(sys.argv[2])
 np.savez(sys.argv[3], reconstruct=model.reconstruct(x), classify=model.classify(x),
-         sample=model.sample(2, 3, seed=5), theta=model.symmetry_statistics(x)["theta"])
+         sample=model.sample(2, 3, seed=5), theta=model.symmetry_statistics(x)["theta"],
+         control=model.control(x, translate=(2, -1), rotate=15))
 history = model.fit(x, np.arange(len(x)) % 10, batch_size=8, epochs=1, verbose=0)
 print(json.dumps({"loss": history.history["loss"][-1]}))
 """
 
 
-def test_save_reload_in_fresh_process_and_continue_training(tmp_path):
-    model = tiny_ace(sampling="laplacian")
-    x, y = tiny_data(16)
+@pytest.mark.parametrize("sampling", ["gaussian", "laplacian"])
+def test_save_reload_in_fresh_process_and_continue_training(tmp_path, sampling):
+    """build_ace(rts_mnist, spatial) trains, saves, reloads in a new process, samples and controls."""
+    model = keras_ace.build_ace("rts_mnist", symmetry="spatial", sampling=sampling, seed=1, **TINY)
+    x, y = tiny_data(16, (42, 42, 1))
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     path = str(tmp_path / "ace.keras")
     model.save(path)
@@ -256,6 +259,7 @@ def test_save_reload_in_fresh_process_and_continue_training(tmp_path):
     np.testing.assert_allclose(out["classify"], model.classify(x), atol=1e-5)
     np.testing.assert_allclose(out["sample"], model.sample(2, 3, seed=5), atol=1e-5)
     np.testing.assert_allclose(out["theta"], model.symmetry_statistics(x)["theta"], atol=1e-5)
+    np.testing.assert_allclose(out["control"], model.control(x, translate=(2, -1), rotate=15), atol=1e-5)
     assert np.isfinite(json.loads(result.stdout.strip().splitlines()[-1])["loss"])
 
 
