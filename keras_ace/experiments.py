@@ -178,14 +178,16 @@ def train_judge(dataset, config, canonical=False):
     name = f"judge_{dataset}{'_canonical' if canonical else ''}"
     path = os.path.join(config.output_dir, f"{name}.keras")
     source = "mnist" if canonical else dataset
-    x, y = load_split(source, "train", config.train_size and 4 * config.train_size, config.data_dir)
+    # Undistorted digits go to the centre of the data set's canvas for the canonical judge.
+    place = (lambda x: centred_on_canvas(x, PRESETS[f"fig1_{dataset}"]["image_shape"][0])) if canonical else (lambda x: x)
     x_test, y_test = load_split(source, "test", config.test_size, config.data_dir)
-    if canonical:
-        canvas = PRESETS[f"fig1_{dataset}"]["image_shape"][0]
-        x, x_test = centred_on_canvas(x, canvas), centred_on_canvas(x_test, canvas)
+    x_test = place(x_test)
     if os.path.exists(path):
         judge = keras.saving.load_model(path)
     else:
+        # The training split is read only when the judge is trained, not when it is reused.
+        x, y = load_split(source, "train", config.train_size and 4 * config.train_size, config.data_dir)
+        x = place(x)
         keras.utils.set_random_seed(config.seed + 1)
         judge = judge_network(x.shape[1:])
         judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

@@ -618,10 +618,14 @@ class ACE(keras.Model):
         results = []
         for batch in self._batches(x, batch_size):
             _, canonical = self._canonical_objects(batch)
-            u = self._prior_draw((len(batch), self.num_symmetry_statistics), 1.0, generator)
-            theta, color = self.symmetry_parameters(u)
-            results.append(ops.convert_to_numpy(self.to_observation(canonical, theta, color)))
+            results.append(ops.convert_to_numpy(self._in_random_frames(canonical, generator)))
         return np.concatenate(results)
+
+    def _in_random_frames(self, canonical, generator):
+        """Canonical-frame images put into frames drawn from the symmetry statistics' prior."""
+        u = self._prior_draw((ops.shape(canonical)[0], self.num_symmetry_statistics), 1.0, generator)
+        theta, color = self.symmetry_parameters(u)
+        return self.to_observation(canonical, theta, color)
 
     def _canonical_objects(self, batch):
         """The net's outputs for a batch and each object decoded in its canonical frame."""
@@ -664,9 +668,7 @@ class ACE(keras.Model):
         z = self._prior_draw((n, self.latent_dim), self.prior_scale, generator)
         images = self.decode(z, ops.full((n,), class_id, dtype="int32"))
         if self.symmetry is not None:
-            u = self._prior_draw((n, self.num_symmetry_statistics), 1.0, generator)
-            theta, color = self.symmetry_parameters(u)
-            images = self.to_observation(images, theta, color)
+            images = self._in_random_frames(images, generator)
         return ops.convert_to_numpy(images)
 
     def _check_class(self, class_id):
