@@ -5,6 +5,7 @@ from keras_ace import layers
 from keras_ace import models
 from keras_ace.models import ACE
 from keras_ace.models import PRESETS
+from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TrainingConfig
 from keras_ace.training import build_ace
 from keras_ace.training import compile_ace

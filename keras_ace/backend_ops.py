@@ -1,5 +1,5 @@
 """The only backend-specific code of keras_ace: per-class functions, a fused Adam step
-on TensorFlow, and data parallelism.
+on TensorFlow, a conditional optimizer update, and data parallelism.
 
 An ACE has a decoder for every class, but in training each example only needs the
 decoder of its true class. `per_class_apply` runs `fn(rows, c)` on the rows of class `c`
@@ -99,6 +99,46 @@ def fused_adam_step(optimizer, gradient, variable, learning_rate):
         grad=tf.cast(gradient, dtype),
     )
     return True
+
+
+def apply_if(pred, apply_fn, skip_fn, args=()):
+    """Runs `apply_fn(*args)` where `pred` holds, else `skip_fn()`; both return nothing.
+
+    An optimizer's update inside a conditional: `ops.cond` on TensorFlow and PyTorch, a
+    Python `if` on JAX (where the stateful update runs eagerly), except
+    under a `tf.distribute` strategy that synchronises its replicas with merge calls
+    (e.g. `MirroredStrategy`), which cannot run inside a replica's `tf.cond`; there the
+    replicas vote (any replica's `pred` false skips every replica) and the conditional
+    runs in cross-replica context, as Keras' `LossScaleOptimizer` does.
+    """
+
+    def run(fn, *fn_args):
+        def branch():
+            fn(*fn_args)
+
+        return branch
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.__internal__.distribute.strategy_supports_no_merge_call():
+
+            def cross_replica(distribution, pred, args):
+                votes = distribution.extended.call_for_each_replica(lambda p: tf.cast(p, tf.float32), args=(pred,))
+                agreed = distribution.reduce(tf.distribute.ReduceOp.MEAN, votes, axis=None) > 0.999
+                tf.cond(
+                    agreed,
+                    run(distribution.extended.call_for_each_replica, apply_fn, args),
+                    run(skip_fn),
+                )
+
+            tf.distribute.get_replica_context().merge_call(cross_replica, args=(pred, args))
+            return
+    if keras.backend.backend() == "jax":
+        # Stateful updates happen eagerly on JAX (its compiled train step goes through
+        # `stateless_apply`), and a traced cond cannot assign variables.
+        return run(apply_fn, *args)() if bool(pred) else run(skip_fn)()
+    ops.cond(pred, run(apply_fn, *args), run(skip_fn))
 
 
 def scale_loss_for_replicas(loss):

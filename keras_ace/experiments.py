@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from keras_ace.models.presets import PRESETS
+from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TrainingConfig
 from keras_ace.training import from_preset
 
@@ -92,6 +93,10 @@ def add_arguments(parser, figure):
     return parser
 
 
+class TrainingStopped(RuntimeError):
+    """A figure run stopped on a non-finite step; its message says where."""
+
+
 def load_split(dataset, split, size, data_dir):
     from data_tools import load_dataset
 
@@ -118,15 +123,23 @@ def train_panel(preset, config, verbose=2):
     model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
     backup = os.path.join(config.output_dir, f"backup_{preset}")
     print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
+    stop = StopOnSkippedStep()
     model.fit(
         x,
         y,
         batch_size=training.batch_size,
         epochs=config.epochs,
         validation_data=(x_test, y_test),
-        callbacks=[keras.callbacks.BackupAndRestore(backup)],
+        callbacks=[
+            keras.callbacks.BackupAndRestore(backup),
+            # Appends, so that a resumed run keeps the epochs before the interruption.
+            keras.callbacks.CSVLogger(os.path.join(config.output_dir, f"history_{preset}.csv"), append=True),
+            stop,
+        ],
         verbose=verbose,
     )
+    if stop.stopped_at is not None:
+        raise TrainingStopped(f"{preset}: {stop.message()}")
     model.save(path)
     shutil.rmtree(backup, ignore_errors=True)
     return model

@@ -4,6 +4,7 @@ import dataclasses
 import math
 
 import keras
+from keras import ops
 
 from data_tools.datasets import DATASETS
 from keras_ace.backend_ops import distribution_scope
@@ -136,3 +137,38 @@ def build_ace(
     config.update(overrides)
     config.pop("dataset")
     return _build(config, training, dataset, distribution)
+
+
+class StopOnSkippedStep(keras.callbacks.Callback):
+    """Stops `fit` cleanly after a step whose loss or gradients were not finite.
+
+    `keras_ace.optimizers.Adam` already skipped that step's update, so the weights are
+    those from before the bad batch (Keras' `TerminateOnNaN` stops too, but after the
+    NaN reached the weights). `stopped_at` names the epoch and batch; `fit` returns
+    normally and the caller decides what to do (the figure scripts exit with a message).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at = None
+
+    def on_batch_end(self, batch, logs=None):
+        skipped = getattr(self.model.optimizer, "skipped_steps", None)
+        if skipped is not None and int(ops.convert_to_numpy(skipped)) > self._skipped_before:
+            self.stopped_at = (self._epoch, batch)
+            self.model.stop_training = True
+
+    def on_train_begin(self, logs=None):
+        skipped = getattr(self.model.optimizer, "skipped_steps", None)
+        self._skipped_before = 0 if skipped is None else int(ops.convert_to_numpy(skipped))
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def message(self):
+        epoch, batch = self.stopped_at
+        return (
+            f"Training stopped: the loss or gradients of epoch {epoch + 1}, batch {batch + 1} were not finite "
+            f"(NaN or Inf). That update was skipped, so the weights are those from before the bad batch."
+        )

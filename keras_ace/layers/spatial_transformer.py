@@ -38,7 +38,8 @@ def check_image_shape(shape, layer):
 class SpatialTransformer(keras.layers.Layer):
     """Resamples images bilinearly through per-example affine transforms.
 
-    Points outside the input read zeros. Differentiable with respect to both the images
+    Points outside the input read zeros, and so does every output pixel of an example
+    whose theta holds NaN or Inf (never an out-of-range read). Differentiable with respect to both the images
     and `theta`; a `theta` that maps the grid far outside the image gives a blank image.
     Written with `keras.ops` only (not `keras.ops.image.affine_transform`, which passes
     no gradient to the transform).
@@ -103,15 +104,21 @@ def sampling_grid(theta, out_h, out_w):
     return source[:, 0], source[:, 1]
 
 
+def _outside_if_nan(coordinates):
+    return ops.where(ops.isnan(coordinates), ops.full_like(coordinates, -2.0), coordinates)
+
+
 def resample(images, theta, out_h, out_w):
     """The bilinear sampler behind `SpatialTransformer`: (B, H, W, C) -> (B, out_h, out_w, C)."""
     height, width, channels = images.shape[1], images.shape[2], images.shape[3]
     batch = ops.shape(images)[0]
     x, y = sampling_grid(theta, out_h, out_w)
     # To pixel units; clipping just outside the image keeps far-away points finite and
-    # makes them read zeros (the clipped region has zero weight or zero value).
-    x = ops.clip((x + 1.0) * (width - 1) / 2.0, -2.0, width + 1.0)  # (B, P)
-    y = ops.clip((y + 1.0) * (height - 1) / 2.0, -2.0, height + 1.0)
+    # makes them read zeros (the clipped region has zero weight or zero value). A
+    # non-finite theta gives NaN points: they are sent outside too, so they read zeros
+    # and never become an out-of-range index.
+    x = ops.clip(_outside_if_nan((x + 1.0) * (width - 1) / 2.0), -2.0, width + 1.0)  # (B, P)
+    y = ops.clip(_outside_if_nan((y + 1.0) * (height - 1) / 2.0), -2.0, height + 1.0)
     x0 = ops.floor(x)
     y0 = ops.floor(y)
     wx = x - x0  # gradients to theta flow through the interpolation weights

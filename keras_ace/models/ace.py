@@ -13,11 +13,13 @@ from keras_ace.layers.class_conditional import ClassConv2DTranspose
 from keras_ace.layers.class_conditional import ClassDense
 from keras_ace.layers.color_mixing import ColorMixing
 from keras_ace.layers.color_mixing import RowStochastic
+from keras_ace.layers.frame_prior import FramePrior
 from keras_ace.layers.gibbs_sampler import GibbsSampler
 from keras_ace.layers.spatial_transformer import IDENTITY_THETA
 from keras_ace.layers.spatial_transformer import SpatialTransformer
 from keras_ace.layers.spatial_transformer import invert_theta
 from keras_ace.layers.spatial_transformer import localization_trunk
+from keras_ace import validation
 
 SYMMETRIES = (None, "spatial", "spatial_color")
 ENCODERS = ("dense", "conv")
@@ -27,6 +29,10 @@ COLOR_STATISTICS = 9
 PROBABILITY_EPSILON = 1e-6
 # Metrics that only evaluation computes (they need every class's decoder).
 EVALUATION_METRICS = ("nll_bound",)
+# Where `sample` and `vary_symmetry` draw frames: fitted to the data's, or the unit prior.
+FRAMES = ("fitted", "prior")
+# Training images whose inferred symmetry statistics `fit` uses to fit the frame prior.
+FRAME_PRIOR_IMAGES = 10000
 
 
 def _choice(value, options, name):
@@ -111,13 +117,21 @@ class ACE(keras.Model):
     classification cross-entropy; each is tracked as a metric.
 
     In evaluation the classifier's probabilities `w_c` weight the per-class posteriors
-    (eq. 4.1) and `evaluate` also reports `nll_bound`: a one-sample Monte-Carlo estimate
-    of the variational upper bound on `-log p(x)` of the generative model with a
-    uniform class prior, `p(x) = sum_c p(c) p(x | c)`, under the mixture posterior
-    `q(c, z | x) = w_c q(z | x, c)`:
+    (eq. 4.1) and `evaluate` also reports `nll_bound`, in nats per image, for the
+    generative model with a uniform class prior, `p(x) = sum_c p(c) p(x | c)`, under
+    the mixture posterior `q(c, z | x) = w_c q(z | x, c)`:
 
         nll_bound = sum_c w_c (reconstruction_c + KL_c) + KL_symmetry
-                    + sum_c w_c log w_c + log K.
+                    + sum_c w_c log w_c + log K,
+
+    with one sample of each class's latents `z` (shared noise across classes) and the
+    symmetry statistics `u` at their posterior mean. Without symmetry statistics this
+    is a one-sample Monte-Carlo estimate of the variational upper bound on `-log p(x)`.
+    With them it is a *plug-in* value: `u` is not sampled, while its KL is added, so
+    it is the bound's integrand at the most likely frame rather than an estimate of
+    the bound itself (see docs/deviations.md). Pixels of the
+    observation that the inverse transform maps from outside the canonical canvas
+    read 0 and get probability `PROBABILITY_EPSILON` of being bright.
 
     It is a bound on the negative log-*density* of continuous [0, 1] intensities under
     a Bernoulli likelihood, not on the discrete likelihood of binarised MNIST that VAE
@@ -265,6 +279,7 @@ class ACE(keras.Model):
         # The symmetry statistics share the latents' family (eq. 3.2) with a unit prior.
         self.symmetry_sampler = GibbsSampler(self.sampling, seed=seed, name="symmetry_sampler")
         self.transformer = SpatialTransformer(name="transformer")
+        self.frame_prior = FramePrior(n, name="frame_prior")
         if self.symmetry == "spatial_color":
             self.color_matrix = RowStochastic(name="color_matrix")
             self.color_mixing = ColorMixing(name="color_mixing")
@@ -346,13 +361,6 @@ class ACE(keras.Model):
 
     # ----------------------------------------------------------------- forward pass
 
-    def _check_images(self, x):
-        if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"Expected images of shape (batch, {', '.join(map(str, self.image_shape))}). "
-                f"Received: shape={tuple(x.shape)}"
-            )
-
     def symmetry_parameters(self, u):
         """theta (B, 6) and, for colour, the colour matrix (B, 3, 3) of statistics u."""
         spatial_scale, color_scale = self.symmetry_prior_scale
@@ -379,7 +387,7 @@ class ACE(keras.Model):
         sample, `canonical` (B, H, W, C) (the input in the canonical frame) and, with
         symmetry, `theta` (B, 6), `color` (B, 3, 3) and `symmetry_kl` (B,).
         """
-        self._check_images(x)
+        validation.check_symbolic_images(x, self.image_shape)
         outputs = {}
         if self.symmetry is not None:
             hidden = self.ssn(x, training=training)
@@ -438,6 +446,7 @@ class ACE(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         outputs = y_pred
+        validation.check_symbolic_labels(y, self.num_classes)
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
         # The true class picks the latent block and the decoder (supervised training).
         loc = class_rows(outputs["latent_loc"], y, self.num_classes)  # (B, L)
@@ -484,48 +493,64 @@ class ACE(keras.Model):
             results = {k: v for k, v in results.items() if k not in EVALUATION_METRICS}
         return results
 
-    def evaluate(self, *args, **kwargs):
+    def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, also reporting `nll_bound` (nats per image)."""
+        self.check_data(x, y)
         self._evaluating = True
         try:
-            return super().evaluate(*args, **kwargs)
+            return super().evaluate(x, y, *args, **kwargs)
         finally:
             self._evaluating = False
 
     def check_data(self, x, y):
-        """Refuses NumPy data with wrong shapes, NaN, values outside [0, 1] or unknown labels."""
+        """Refuses NumPy data with wrong shapes or dtypes, NaN, values outside [0, 1] or bad labels.
+
+        Tensors and data sets are checked when the step is traced (shapes, dtypes,
+        one-hot labels); a non-finite step among them is skipped by the optimizer
+        (`keras_ace.optimizers.Adam`), so that it never reaches the weights.
+        """
         if not isinstance(x, np.ndarray):
             return
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"Expected images of shape (N, {', '.join(map(str, self.image_shape))}). Received: shape={x.shape}"
-            )
-        if not np.isfinite(x).all():
-            raise ValueError(f"Images contain NaN or Inf: {int((~np.isfinite(x)).sum())} values.")
-        if x.min() < 0 or x.max() > 1:
-            raise ValueError(f"Image intensities must lie in [0, 1]. Received: min={x.min()}, max={x.max()}")
+        validation.check_images(x, self.image_shape)
         if y is not None and isinstance(y, np.ndarray):
-            if y.shape[0] != x.shape[0]:
-                raise ValueError(f"Expected one label per image ({x.shape[0]}). Received: labels.shape={y.shape}")
-            if y.size and (y.min() < 0 or y.max() >= self.num_classes or not np.all(np.equal(np.mod(y, 1), 0))):
-                raise ValueError(
-                    f"Labels must be integers in [0, {self.num_classes}). Received: min={y.min()}, max={y.max()}"
-                )
+            validation.check_labels(y, x.shape[0], self.num_classes)
 
     def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
-        """`keras.Model.fit`; NumPy images and labels are checked before training starts."""
+        """`keras.Model.fit`; NumPy images and labels are checked before training starts.
+
+        With symmetry statistics and NumPy images, the frame prior that `sample` draws
+        from is fitted afterwards to the statistics the net infers on (up to
+        `FRAME_PRIOR_IMAGES` of) the training images; for other inputs call
+        `fit_frame_prior` yourself.
+        """
         self.check_data(x, y)
         if not self.built:
             self.build()  # weights exist before callbacks (e.g. BackupAndRestore) look
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
             self.check_data(validation_data[0], validation_data[1])
-        return super().fit(x, y, *args, validation_data=validation_data, **kwargs)
+        history = super().fit(x, y, *args, validation_data=validation_data, **kwargs)
+        if self.symmetry is not None and isinstance(x, np.ndarray):
+            self.fit_frame_prior(x[:FRAME_PRIOR_IMAGES])
+        return history
+
+    def fit_frame_prior(self, x, batch_size=250):
+        """Fits the frame prior of `sample` to the symmetry statistics inferred on images x."""
+        if self.symmetry is None:
+            raise ValueError("This model has no symmetry statistics (symmetry=None).")
+        locations = [ops.convert_to_numpy(self.ssn_loc(self.ssn(b))) for b in self._batches(x, batch_size)]
+        self.frame_prior.adapt(np.concatenate(locations))
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`; NumPy images are checked first."""
+        self.check_data(x, None)
+        return super().predict(x, *args, **kwargs)
 
     # ----------------------------------------------------------------- generation and control
 
     def _batches(self, x, batch_size):
-        self.check_data(np.asarray(x, np.float32), None)
+        batch_size = validation.check_count(batch_size, "batch_size")
         x = np.asarray(x, np.float32)
+        self.check_data(x, None)
         for start in range(0, len(x), batch_size):
             yield x[start : start + batch_size]
 
@@ -579,16 +604,17 @@ class ACE(keras.Model):
         Example:
         >>> moved = model.control(x_test[:8], translate=(4, 0))   # doctest: +SKIP
         """
-        moved = tuple(translate) != (0, 0) or rotate != 0 or scale != 1
+        translate = validation.check_pair(translate, "translate")
+        rotate = validation.check_number(rotate, "rotate")
+        scale = validation.check_number(scale, "scale", positive=True)
+        moved = translate != (0, 0) or rotate != 0 or scale != 1
         if moved and self.symmetry is None:
             raise ValueError("Moving, turning or scaling needs spatial symmetry statistics (symmetry=None).")
-        if not scale > 0:
-            raise ValueError(f"scale must be positive. Received: scale={scale}")
         if color is not None:
             color = np.asarray(color, np.float32)
-            if color.shape != (3, 3) or self.image_shape[-1] != 3:
+            if color.shape != (3, 3) or self.image_shape[-1] != 3 or not np.isfinite(color).all():
                 raise ValueError(
-                    f"color must be a (3, 3) matrix for RGB images. Received: color.shape={color.shape}, "
+                    f"color must be a finite (3, 3) matrix for RGB images. Received: color.shape={color.shape}, "
                     f"image_shape={self.image_shape}"
                 )
         outer = affine_from_control(translate, rotate, scale, self.image_shape[:2])
@@ -605,26 +631,62 @@ class ACE(keras.Model):
             results.append(ops.convert_to_numpy(canonical))
         return np.concatenate(results)
 
-    def vary_symmetry(self, x, seed=None, batch_size=250):
-        """The same objects with their symmetry statistics drawn afresh from the prior.
+    def vary_symmetry(self, x, seed=None, frames=None, batch_size=250):
+        """The same objects with their symmetry statistics drawn afresh.
 
         Each object is decoded in its canonical frame (latents at their means, through
         the most probable class) and put into a new, randomly drawn frame: a new
-        position, angle, size (and colour), as `sample` draws them.
+        position, angle, size (and colour), drawn as `sample` draws them (`frames`).
         """
         if self.symmetry is None:
             raise ValueError("This model has no symmetry statistics (symmetry=None).")
+        frames = self._check_frames(frames)
         generator = self._seed_generator(seed)
         results = []
         for batch in self._batches(x, batch_size):
             _, canonical = self._canonical_objects(batch)
-            results.append(ops.convert_to_numpy(self._in_random_frames(canonical, generator)))
+            results.append(ops.convert_to_numpy(self._in_random_frames(canonical, generator, frames)))
         return np.concatenate(results)
 
-    def _in_random_frames(self, canonical, generator):
-        """Canonical-frame images put into frames drawn from the symmetry statistics' prior."""
-        u = self._prior_draw((ops.shape(canonical)[0], self.num_symmetry_statistics), 1.0, generator)
-        theta, color = self.symmetry_parameters(u)
+    def _check_frames(self, frames):
+        """`None` means the fitted frame prior where `fit` (or `fit_frame_prior`) fitted one."""
+        if frames is None:
+            return "fitted" if self.symmetry is not None and self.frame_prior.is_fitted else "prior"
+        _choice(frames, FRAMES, "frames")
+        if frames == "fitted" and not (self.symmetry is not None and self.frame_prior.is_fitted):
+            raise ValueError(
+                "frames='fitted' needs a fitted frame prior: train with `fit` on NumPy images or call "
+                "`fit_frame_prior(x_train)`. Received: frames='fitted'"
+            )
+        return frames
+
+    def draw_frames(self, n, seed=None, frames=None):
+        """Symmetry statistics of `n` new frames: theta (n, 6) and, for colour, (n, 3, 3) matrices.
+
+        Args:
+            n: how many.
+            seed: integer for reproducible draws.
+            frames: `"fitted"`: a full-covariance Gaussian fitted to the statistics the
+                net infers on the training images (the default once fitted);
+                `"prior"`: the unit prior of training (theta = I + 0.2 u).
+        """
+        if self.symmetry is None:
+            raise ValueError("This model has no symmetry statistics (symmetry=None).")
+        n = validation.check_count(n)
+        theta, color = self._frame_draw(n, self._seed_generator(seed), self._check_frames(frames))
+        return {"theta": ops.convert_to_numpy(theta), **({"color": ops.convert_to_numpy(color)} if color is not None else {})}
+
+    def _frame_draw(self, n, generator, frames):
+        shape = (n, self.num_symmetry_statistics)
+        if frames == "fitted":
+            u = self.frame_prior(keras.random.normal(shape, seed=generator))
+        else:
+            u = self._prior_draw(shape, 1.0, generator)
+        return self.symmetry_parameters(u)
+
+    def _in_random_frames(self, canonical, generator, frames):
+        """Canonical-frame images put into newly drawn frames."""
+        theta, color = self._frame_draw(ops.shape(canonical)[0], generator, frames)
         return self.to_observation(canonical, theta, color)
 
     def _canonical_objects(self, batch):
@@ -638,42 +700,43 @@ class ACE(keras.Model):
 
         Args:
             class_id: the class.
-            values: (G, latent_dim) latent values (e.g. 20 equally spaced in [-4, 4]).
+            values: (G, latent_dim) latent values (e.g. 20 equally spaced in [-4, 4]);
+                (G,) too when latent_dim is 1.
 
         Returns:
             (G, H, W, C) NumPy images.
         """
-        self._check_class(class_id)
-        values = np.asarray(values, np.float32).reshape(-1, self.latent_dim)
+        class_id = validation.check_class_id(class_id, self.num_classes)
+        values = validation.check_latent_values(values, self.latent_dim)
         class_ids = np.full((len(values),), class_id, np.int32)
         return ops.convert_to_numpy(self.decode(ops.convert_to_tensor(values), ops.convert_to_tensor(class_ids)))
 
-    def sample(self, class_id, n, seed=None):
+    def sample(self, class_id, n, seed=None, frames=None):
         """New observations of a class (creative regime).
 
         The latents are drawn from their prior and decoded by the class's decoder; with
-        symmetry statistics, those are drawn from their prior too and put the object
-        into a new observation frame.
+        symmetry statistics, new ones are drawn too and put the object into a new
+        observation frame (see `draw_frames`).
 
         Args:
             class_id: the class.
             n: how many.
             seed: integer for reproducible draws; None uses the model's own stream.
+            frames: `"fitted"` (frames like the training data's; the default once
+                `fit` fitted them) or `"prior"` (the unit prior of training).
 
         Returns:
             (n, H, W, C) NumPy images.
         """
-        self._check_class(class_id)
+        class_id = validation.check_class_id(class_id, self.num_classes)
+        n = validation.check_count(n)
+        frames = self._check_frames(frames)
         generator = self._seed_generator(seed)
         z = self._prior_draw((n, self.latent_dim), self.prior_scale, generator)
         images = self.decode(z, ops.full((n,), class_id, dtype="int32"))
         if self.symmetry is not None:
-            images = self._in_random_frames(images, generator)
+            images = self._in_random_frames(images, generator, frames)
         return ops.convert_to_numpy(images)
-
-    def _check_class(self, class_id):
-        if not 0 <= int(class_id) < self.num_classes:
-            raise ValueError(f"class_id must lie in [0, {self.num_classes}). Received: class_id={class_id}")
 
     # ----------------------------------------------------------------- saving
 
