@@ -2,7 +2,7 @@
 
 Lookup order for every data set: the `data_dir` argument, the environment variable
 `KERAS_ACE_DATA`, the cache (`KERAS_ACE_CACHE`, default `~/.cache/keras_ace`), and last a
-download through Keras' own dataset download into the cache. The download is never tried
+download through Keras' own loaders (`keras.datasets`) into the cache. The download is never tried
 when `KERAS_ACE_OFFLINE=1` or when the dataset host does not answer within a few seconds:
 instead a `DataNotFoundError` says where it looked and which file to put where.
 """
@@ -27,8 +27,8 @@ CIFAR10_CLASSES = (
     "ship",
     "truck",
 )
+# The host Keras downloads MNIST from; probed before any download.
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 # How long to wait for the dataset host before calling the machine offline.
 NETWORK_TIMEOUT_S = 3.0
 
@@ -137,11 +137,7 @@ def load_mnist(data_dir=None):
     path = _find(files, data_dir)
     if path is None:
         _download_allowed("MNIST", files, data_dir)
-        import keras
-
-        path = keras.utils.get_file(
-            fname="mnist.npz", origin=MNIST_URL, cache_dir=cache_dir(), cache_subdir="."
-        )
+        path = _download_into_cache("mnist")
     return _split_npz(path)
 
 
@@ -166,30 +162,14 @@ def _read_image_folder_zip(path):
     )
 
 
-def _download_cifar10(target):
-    import pickle
-    import tarfile
-
+def _download_into_cache(name):
+    """Keras' own loader (`keras.datasets.<name>.load_data`), saved into the cache as `<name>.npz`."""
     import keras
 
-    archive = keras.utils.get_file(
-        fname="cifar-10-python.tar.gz", origin=CIFAR10_URL, cache_dir=cache_dir(), cache_subdir="."
-    )
-    batches = {"train": [], "test": []}
-    with tarfile.open(archive) as tar:
-        for member in sorted(tar.getmembers(), key=lambda m: m.name):
-            base = os.path.basename(member.name)
-            split = "train" if base.startswith("data_batch") else "test" if base == "test_batch" else None
-            if split:
-                batches[split].append(pickle.load(tar.extractfile(member), encoding="bytes"))
-
-    def stack(split):
-        x = np.concatenate([b[b"data"] for b in batches[split]]).reshape(-1, 3, 32, 32)
-        y = np.concatenate([b[b"labels"] for b in batches[split]])
-        return x.transpose(0, 2, 3, 1).astype(np.uint8), y.astype(np.int64)
-
-    (x_train, y_train), (x_test, y_test) = stack("train"), stack("test")
-    atomic_save_npz(target, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    target = os.path.join(cache_dir(), f"{name}.npz")
+    atomic_save_npz(target, x_train=x_train, y_train=y_train.reshape(-1), x_test=x_test, y_test=y_test.reshape(-1))
+    return target
 
 
 def load_cifar10(data_dir=None):
@@ -206,11 +186,9 @@ def load_cifar10(data_dir=None):
     """
     files = ["cifar10.npz", "cifar10-jpeg.zip"]
     path = _find(files, data_dir)
-    cached = os.path.join(cache_dir(), "cifar10.npz")
     if path is None:
         _download_allowed("CIFAR-10", files, data_dir)
-        _download_cifar10(cached)
-        path = cached
+        path = _download_into_cache("cifar10")
     if path.endswith(".zip"):
         decoded = os.path.join(cache_dir(), f"cifar10-from-zip-{os.path.getsize(path)}.npz")
         if not os.path.isfile(decoded):

@@ -20,13 +20,26 @@ from keras_ace.training import from_preset
 
 # Appendix A trains with batches of 250; the paper gives no epoch count.
 DEFAULT_EPOCHS = 50
-# Quick mode: a CPU run of minutes on a subset with narrower layers (not the paper's sizes).
+# Quick mode: a CPU run of minutes. The MNIST family keeps Appendix A's sizes and
+# spends the budget on steps: narrowed layers trained for a few hundred steps draw
+# blobs, while 240 full-size steps on RTS MNIST already draw clean digits
+# (docs/results.md). On a 2-core CPU a full-size step takes about 0.65 s (MNIST),
+# 1.35 s (RTS) and 2.75 s (TC), so the budget goes to MNIST 120 steps, RTS 240 and
+# TC 80 (one epoch on the first 30,000 / 60,000 / 20,000 training images).
+# CIFAR10 keeps narrowed layers on a subset: at full size a CPU cannot train it far
+# in minutes either way.
 QUICK = {
-    "train_size": 12000,
+    "train_size": None,  # per data set: QUICK_TRAIN_SIZES
     "test_size": 2000,
-    "epochs": 5,
+    "epochs": None,  # per data set: QUICK_EPOCHS
     "samples_per_class": 100,
     "judge_epochs": 2,
+    "judge_train_size": 12000,
+    "overrides": {},
+}
+QUICK_EPOCHS = {"mnist": 1, "rts_mnist": 1, "tc_mnist": 1, "cifar10": 5}
+QUICK_TRAIN_SIZES = {"mnist": 30000, "rts_mnist": 60000, "tc_mnist": 20000, "cifar10": 12000}
+QUICK_CIFAR10 = {
     "overrides": {
         "encoder_units": (256, 256),
         "decoder_units": 256,
@@ -34,8 +47,18 @@ QUICK = {
         "classifier_units": 128,
     },
 }
-FULL = {"train_size": None, "test_size": None, "epochs": DEFAULT_EPOCHS, "samples_per_class": 1000, "judge_epochs": 5, "overrides": {}}
+FULL = {
+    "train_size": None,
+    "test_size": None,
+    "epochs": DEFAULT_EPOCHS,
+    "samples_per_class": 1000,
+    "judge_epochs": 5,
+    "judge_train_size": None,
+    "overrides": {},
+}
 GAP = 4  # pixels between the panels of a figure
+# Bump when a change makes earlier saved panels unfit to reuse (checked by check_settings).
+LAYOUT_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -45,21 +68,31 @@ class RunConfig:
     figure: str
     output_dir: str
     quick: bool = False
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int = DEFAULT_EPOCHS  # None: QUICK_EPOCHS per data set
     seed: int = 0
     data_dir: str = None
     train_size: int = None
     test_size: int = None
     samples_per_class: int = 1000
     judge_epochs: int = 5
+    judge_train_size: int = None
     overrides: dict = dataclasses.field(default_factory=dict)
     distribution: str = None
     from_models: str = None
 
+    def for_dataset(self, dataset):
+        """The settings one panel trains with: quick mode's per-data-set epochs and sizes resolved."""
+        if not self.quick:
+            return self
+        changes = {"epochs": self.epochs or QUICK_EPOCHS[dataset], "train_size": self.train_size or QUICK_TRAIN_SIZES[dataset]}
+        if dataset == "cifar10":
+            changes["overrides"] = {**QUICK_CIFAR10["overrides"], **self.overrides}
+        return dataclasses.replace(self, **changes)
+
     @classmethod
     def from_args(cls, figure, args):
         mode = dict(QUICK if args.quick else FULL)
-        for key in ("epochs", "train_size", "test_size", "samples_per_class", "judge_epochs"):
+        for key in ("epochs", "train_size", "test_size", "samples_per_class", "judge_epochs", "judge_train_size"):
             if getattr(args, key, None) is not None:
                 mode[key] = getattr(args, key)
         overrides = {**mode.pop("overrides"), **json.loads(args.overrides or "{}")}
@@ -78,8 +111,8 @@ class RunConfig:
 
 def add_arguments(parser, figure):
     """The command-line flags every figure script shares."""
-    parser.add_argument("--quick", action="store_true", help="a CPU run of minutes on a subset with narrower layers")
-    parser.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULT_EPOCHS}, quick {QUICK['epochs']})")
+    parser.add_argument("--quick", action="store_true", help="a CPU run of minutes (Appendix A sizes, few epochs)")
+    parser.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULT_EPOCHS}, quick {QUICK_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", help=f"default results/{figure}/")
     parser.add_argument("--data-dir", help="folder with mnist.npz / cifar10-jpeg.zip (else KERAS_ACE_DATA, cache, download)")
@@ -87,6 +120,7 @@ def add_arguments(parser, figure):
     parser.add_argument("--test-size", type=int, help="use the first N test images")
     parser.add_argument("--samples-per-class", type=int, help="samples judged per class (default 1000)")
     parser.add_argument("--judge-epochs", type=int, help="epochs of the independent judge CNN (default 5, quick 2)")
+    parser.add_argument("--judge-train-size", type=int, help="training images of the judge CNN (default all, quick 12000)")
     parser.add_argument("--overrides", help='JSON of ACE arguments, e.g. \'{"decoder_units": 512}\'')
     parser.add_argument("--distribution", choices=["data_parallel"], help="train on every local device")
     parser.add_argument("--from-models", metavar="DIR", help="redraw the figure from the .keras models in DIR, no training")
@@ -113,15 +147,21 @@ def train_panel(preset, config, verbose=2):
     """
     os.makedirs(config.output_dir, exist_ok=True)
     path = os.path.join(config.output_dir, f"{preset}.keras")
+    dataset = PRESETS[preset]["dataset"]
+    config = config.for_dataset(dataset)
+    settings = check_settings(preset, config)
     if os.path.exists(path):
         return keras.saving.load_model(path)
-    dataset = PRESETS[preset]["dataset"]
+    backup = os.path.join(config.output_dir, f"backup_{preset}")
+    history = os.path.join(config.output_dir, f"history_{preset}.csv")
+    if not os.path.exists(backup) and os.path.exists(history):
+        os.remove(history)  # a fresh start: the old history belongs to no model here
+    write_json(settings, os.path.join(config.output_dir, f"{preset}.settings.json"))
     x, y = load_split(dataset, "train", config.train_size, config.data_dir)
     x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
     training = TrainingConfig.for_dataset(dataset, steps_per_epoch=math.ceil(len(x) / TrainingConfig.batch_size))
     keras.utils.set_random_seed(config.seed)
     model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
-    backup = os.path.join(config.output_dir, f"backup_{preset}")
     print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
     stop = StopOnSkippedStep()
     model.fit(
@@ -133,7 +173,7 @@ def train_panel(preset, config, verbose=2):
         callbacks=[
             keras.callbacks.BackupAndRestore(backup),
             # Appends, so that a resumed run keeps the epochs before the interruption.
-            keras.callbacks.CSVLogger(os.path.join(config.output_dir, f"history_{preset}.csv"), append=True),
+            keras.callbacks.CSVLogger(history, append=True),
             stop,
         ],
         verbose=verbose,
@@ -143,6 +183,42 @@ def train_panel(preset, config, verbose=2):
     model.save(path)
     shutil.rmtree(backup, ignore_errors=True)
     return model
+
+
+class StaleModelError(ValueError):
+    """A saved model or backup in the output folder was trained with other settings."""
+
+
+def panel_settings(preset, config):
+    """What decides a panel's weights, as JSON data (`<preset>.settings.json`)."""
+    return json.loads(json.dumps(
+        {"preset": preset, "epochs": config.epochs, "train_size": config.train_size, "seed": config.seed,
+         "overrides": config.overrides, "keras_ace_layout": LAYOUT_VERSION},
+        default=lambda o: list(o) if isinstance(o, tuple) else str(o),
+    ))
+
+
+def check_settings(preset, config):
+    """The settings that decide a panel's weights; refuses a folder trained with others.
+
+    A finished `<preset>.keras` or a `backup_<preset>` folder is reused only when
+    `<preset>.settings.json` beside it records the same settings.
+    """
+    settings = panel_settings(preset, config)
+    folder = config.output_dir
+    recorded = os.path.join(folder, f"{preset}.settings.json")
+    existing = [p for p in (os.path.join(folder, f"{preset}.keras"), os.path.join(folder, f"backup_{preset}")) if os.path.exists(p)]
+    if existing:
+        old = json.load(open(recorded)) if os.path.exists(recorded) else None
+        if old != settings:
+            differences = "no record of its settings" if old is None else ", ".join(
+                f"{k} {old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v
+            )
+            raise StaleModelError(
+                f"{existing[0]} was trained with other settings: {differences}. Delete it, or choose another "
+                f"--output-dir, to train {preset} afresh."
+            )
+    return settings
 
 
 def load_panel(preset, directory):
@@ -188,6 +264,8 @@ def train_judge(dataset, config, canonical=False):
     `canonical=True`: trained on undistorted MNIST digits at the canvas centre, to judge
     canonical-frame outputs. Returns `(model, test_accuracy)`.
     """
+    # Undistorted MNIST at the centre of MNIST's own canvas is MNIST: one judge serves both.
+    canonical = canonical and dataset != "mnist"
     name = f"judge_{dataset}{'_canonical' if canonical else ''}"
     path = os.path.join(config.output_dir, f"{name}.keras")
     source = "mnist" if canonical else dataset
@@ -199,7 +277,7 @@ def train_judge(dataset, config, canonical=False):
         judge = keras.saving.load_model(path)
     else:
         # The training split is read only when the judge is trained, not when it is reused.
-        x, y = load_split(source, "train", config.train_size and 4 * config.train_size, config.data_dir)
+        x, y = load_split(source, "train", config.judge_train_size, config.data_dir)
         x = place(x)
         keras.utils.set_random_seed(config.seed + 1)
         judge = judge_network(x.shape[1:])
@@ -295,6 +373,42 @@ def centre_of_2d_grid(model, class_id, size=30, extent=6.0, shown=7):
     return model.latent_grid(class_id, values).reshape(shown, shown, *model.image_shape)
 
 
+CURVES = ("reconstruction", "generative", "classification", "classification_error")
+
+
+def read_history(path):
+    """A `CSVLogger` file as {column: float array}; empty when there is none."""
+    import csv
+
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: np.asarray([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+
+
+def save_curves(panels, output_dir, path):
+    """Per panel, the loss terms and the classification error against epochs, train and test."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(len(panels), len(CURVES), figsize=(3.2 * len(CURVES), 2.4 * len(panels)), squeeze=False)
+    for row, preset in zip(axes, panels):
+        history = read_history(os.path.join(output_dir, f"history_{preset}.csv"))
+        for axis, key in zip(row, CURVES):
+            for prefix, label in (("", "train"), ("val_", "test")):
+                if prefix + key in history:
+                    axis.plot(history["epoch"] + 1, history[prefix + key], marker="o", label=label)
+            axis.set_title(f"{preset}: {key}", fontsize=8)
+            axis.set_xlabel("epoch", fontsize=8)
+        row[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
 def write_json(data, path):
     with open(path, "w") as f:
         json.dump(data, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
@@ -306,14 +420,48 @@ MANIFOLD_GRID = np.linspace(-4.0, 4.0, 20, dtype=np.float32)[:, None]  # Figs. 1
 HORSE = 7  # CIFAR10's horse class (Figs. 3-4)
 
 
-def class_manifold_picture(models):
-    """Figs. 1-2: per panel, one row per class over the fixed 20-value grid, panels side by side."""
-    return side_by_side([mosaic(class_manifold(m, MANIFOLD_GRID)) for m in models])
+def class_manifold_panels(models):
+    """Figs. 1-2: per panel, one row per class over the fixed 20-value grid."""
+    return [mosaic(class_manifold(m, MANIFOLD_GRID)) for m in models]
 
 
-def horse_picture(models):
-    """Figs. 3-4: per panel, the central 7x7 of the horse class's 30x30 grid, panels side by side."""
-    return side_by_side([mosaic(centre_of_2d_grid(m, HORSE)) for m in models])
+def horse_panels(models):
+    """Figs. 3-4: per panel, the central 7x7 of the horse class's 30x30 grid."""
+    return [mosaic(centre_of_2d_grid(m, HORSE)) for m in models]
+
+
+def panel_title(preset, metrics):
+    """One panel's caption: what it is and how its samples and grid were judged."""
+    lines = [f"{preset}: test error {metrics['test_classification_error']:.1%}, "
+             f"NLL bound {metrics['test_nll_bound_nats']:.0f} nats"]
+    judged = f"samples judged {metrics['sample_plausibility']:.0%} (judge {metrics['judge_test_accuracy']:.0%})"
+    if "canonical_grid_plausibility" in metrics:
+        judged += f", grid {metrics['canonical_grid_plausibility']:.0%}"
+    return "\n".join(lines + [judged])
+
+
+def save_annotated_png(panels, titles, caption, path):
+    """The panels side by side at their own pixel size, a title over each and a caption below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = np.clip(side_by_side(panels), 0, 1)
+    dpi, top, bottom = 100, 60, 30 + 16 * caption.count("\n")
+    height, width = image.shape[:2]
+    figure = plt.figure(figsize=(width / dpi, (height + top + bottom) / dpi), dpi=dpi)
+    axis = figure.add_axes([0, bottom / (height + top + bottom), 1, height / (height + top + bottom)])
+    axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axis.axis("off")
+    x = 0
+    for panel, title in zip(panels, titles):
+        figure.text((x + panel.shape[1] / 2) / width, 1 - 4 / (height + top + bottom), title,
+                    ha="center", va="top", fontsize=9)
+        x += panel.shape[1] + GAP
+    figure.text(0.005, 4 / (height + top + bottom), caption, ha="left", va="bottom", fontsize=9)
+    figure.savefig(path, dpi=dpi)
+    plt.close(figure)
 
 
 def machine():
@@ -342,19 +490,27 @@ def run_figure(config, panels, picture):
     else:
         models = [train_panel(p, config) for p in panels]
     png = os.path.join(config.output_dir, f"{config.figure}.png")
-    save_png(picture(models), png)
+    pictures = picture(models)
+    save_png(side_by_side(pictures), png)
     print(f"Wrote {png}", flush=True)
     if config.from_models:
         return None
     metrics = {p: panel_metrics(m, p, config, MANIFOLD_GRID) for p, m in zip(panels, models)}
     metrics["wall_time_s"] = time.time() - start
+    caption = (f"{config.figure}{' quick mode' if config.quick else ''}: "
+               + "; ".join(f"{p} {config.for_dataset(PRESETS[p]['dataset']).epochs} epochs" for p in panels)
+               + f"; {metrics['wall_time_s'] / 60:.1f} min on {keras.backend.backend()}. Samples and grids judged by an "
+               "independent CNN: the fraction recognised as their class (chance 10%).")
+    annotated = os.path.join(config.output_dir, f"{config.figure}_annotated.png")
+    save_annotated_png(pictures, [panel_title(p, metrics[p]) for p in panels], caption, annotated)
     metrics["machine"] = machine()
     write_json(dataclasses.asdict(config), os.path.join(config.output_dir, "config.json"))
     write_json(metrics, os.path.join(config.output_dir, "metrics.json"))
+    save_curves(panels, config.output_dir, os.path.join(config.output_dir, "curves.png"))
     for p in panels:
         m = metrics[p]
         extra = f", canonical grid plausibility {m['canonical_grid_plausibility']:.1%}" if "canonical_grid_plausibility" in m else ""
-        print(f"{p}: test error {m['test_classification_error']:.2%}, NLL bound {m['test_nll_bound_nats']:.1f} nats, "
+        print(f"{p} ({config.for_dataset(PRESETS[p]['dataset']).epochs} epochs): test error {m['test_classification_error']:.2%}, NLL bound {m['test_nll_bound_nats']:.1f} nats, "
               f"sample plausibility {m['sample_plausibility']:.1%} (judge {m['judge_test_accuracy']:.1%}){extra}")
     return metrics
 
@@ -363,9 +519,15 @@ def main(figure, panels, picture, description, argv=None):
     """The whole command line of a figure script."""
     import argparse
 
+    from data_tools.sources import DataNotFoundError
+
     parser = add_arguments(argparse.ArgumentParser(description=description), figure)
     config = RunConfig.from_args(figure, parser.parse_args(argv))
-    run_figure(config, panels, picture)
+    try:
+        run_figure(config, panels, picture)
+    except (DataNotFoundError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
+        # Errors of the user's data, folders or run: one line, no traceback.
+        parser.exit(2, f"{figure}: error: {error}\n")
     return 0
 
 

@@ -14,4 +14,4 @@ from keras_ace import experiments
 PANELS = ("fig1_mnist", "fig1_rts_mnist", "fig1_tc_mnist")
 
 if __name__ == "__main__":
-    sys.exit(experiments.main("fig1", PANELS, experiments.class_manifold_picture, __doc__))
+    sys.exit(experiments.main("fig1", PANELS, experiments.class_manifold_panels, __doc__))

@@ -14,4 +14,4 @@ from keras_ace import experiments
 PANELS = ("fig2_mnist", "fig2_rts_mnist", "fig2_tc_mnist")
 
 if __name__ == "__main__":
-    sys.exit(experiments.main("fig2", PANELS, experiments.class_manifold_picture, __doc__))
+    sys.exit(experiments.main("fig2", PANELS, experiments.class_manifold_panels, __doc__))

@@ -14,4 +14,4 @@ from keras_ace import experiments
 PANELS = ("fig3_cifar10", "fig3_cifar10_sss")
 
 if __name__ == "__main__":
-    sys.exit(experiments.main("fig3", PANELS, experiments.horse_picture, __doc__))
+    sys.exit(experiments.main("fig3", PANELS, experiments.horse_panels, __doc__))

@@ -14,4 +14,4 @@ from keras_ace import experiments
 PANELS = ("fig4_cifar10_spatial", "fig4_cifar10_spatial_color")
 
 if __name__ == "__main__":
-    sys.exit(experiments.main("fig4", PANELS, experiments.horse_picture, __doc__))
+    sys.exit(experiments.main("fig4", PANELS, experiments.horse_panels, __doc__))

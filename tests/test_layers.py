@@ -92,10 +92,25 @@ class TestSpatialTransformer:
         np.testing.assert_allclose(analytic[0], numeric, rtol=0.05, atol=0.02)
 
     def test_gradient_with_respect_to_images(self):
-        images = RNG.random((1, 6, 6, 1)).astype(np.float32)
-        theta = rotation_theta(10)[None]
-        grad = gradient(lambda x: ops.sum(layers.SpatialTransformer()([x, theta])), images)
-        assert np.isfinite(grad).all() and grad.sum() > 0
+        # Identity: every input pixel is read once with weight 1. An integer shift by
+        # (dy, dx) = (1, -2): the pixels shifted off the canvas get no gradient.
+        images = RNG.random((1, 6, 8, 1)).astype(np.float32)
+        weights = RNG.random((1, 6, 8, 1)).astype(np.float32)
+        identity = gradient(lambda x: ops.sum(layers.SpatialTransformer()([x, IDENTITY[None]]) * weights), images)
+        np.testing.assert_allclose(identity, weights, atol=1e-6)
+        shift = np.asarray([[1, 0, 2 * 2 / 7, 0, 1, -2 * 1 / 5]], np.float32)
+        shifted = gradient(lambda x: ops.sum(layers.SpatialTransformer()([x, shift]) * weights), images)
+        # out[y, x] = in[y - 1, x + 2], so d/d in[y, x] = weights[y + 1, x - 2] where that exists.
+        expected = np.zeros_like(weights)
+        expected[0, :-1, 2:] = weights[0, 1:, :-2]
+        np.testing.assert_allclose(shifted, expected, atol=1e-6)
+
+    def test_non_finite_theta_reads_zeros(self):
+        images = RNG.random((3, 8, 8, 1)).astype(np.float32)
+        theta = np.stack([[np.nan, 0, 0, 0, 1, 0], [1, 0, np.inf, 0, 1, 0], IDENTITY]).astype(np.float32)
+        out = numpy(layers.SpatialTransformer()([images, theta]))
+        np.testing.assert_array_equal(out[:2], np.zeros_like(out[:2]))
+        np.testing.assert_allclose(out[2], images[2], atol=1e-5)
 
     def test_bad_input(self):
         layer = layers.SpatialTransformer()
@@ -269,10 +284,16 @@ class TestGibbsSampler:
         assert config["seed"] == 7 and config["distribution"] == "laplacian"
         inputs = [keras.Input((3,)), keras.Input((3,))]
         model = keras.Model(inputs, sampler(inputs))
-        data = [RNG.normal(size=(2, 3)).astype(np.float32), np.zeros((2, 3), np.float32)]
-        reloaded = save_and_reload(model, tmp_path)
-        np.testing.assert_allclose(numpy(reloaded(data)), numpy(model(data)), atol=1e-6)
-        assert reloaded.layers[-1].distribution == "laplacian"
+        reloaded = save_and_reload(model, tmp_path).layers[-1]
+        loc, log_scale = RNG.normal(size=(2, 3)).astype(np.float32), np.full((2, 3), -0.5, np.float32)
+        # Family, prior scale and seed survive: the same KL and the same draws as a fresh layer.
+        fresh = layers.GibbsSampler("laplacian", prior_scale=0.5, seed=7)
+        np.testing.assert_allclose(numpy(reloaded.kl_divergence(loc, log_scale)), numpy(fresh.kl_divergence(loc, log_scale)), rtol=1e-6)
+        assert abs(float(numpy(reloaded.kl_divergence(loc, log_scale))[0])
+                   - float(numpy(layers.GibbsSampler("laplacian").kl_divergence(loc, log_scale))[0])) > 0.1
+        draws = numpy(reloaded([loc, log_scale], training=True))
+        np.testing.assert_allclose(draws, numpy(fresh([loc, log_scale], training=True)), atol=1e-6)
+        assert np.abs(draws - loc).max() > 0
 
 
 class TestPaperConvUniform:
@@ -294,3 +315,33 @@ class TestPaperConvUniform:
         model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, kernel_initializer=init)])
         reloaded = save_and_reload(model, tmp_path)
         assert isinstance(reloaded.layers[0].kernel_initializer, PaperConvUniform)
+
+
+class TestClassConditional:
+    """Each row through its own class's weights, against a plain per-class loop."""
+
+    @pytest.mark.parametrize("units, inputs", [(4, 3), (300, 512)])  # gather path; split-by-class path
+    def test_class_dense_matches_a_loop(self, units, inputs):
+        layer = layers.ClassDense(5, units, activation="tanh")
+        x = RNG.normal(size=(9, inputs)).astype(np.float32)
+        classes = np.asarray([0, 4, 4, 2, 1, 0, 3, 4, 2])
+        out = numpy(layer(x, classes))
+        kernels, biases = [numpy(k) for k in layer.kernels], [numpy(b) for b in layer.biases]
+        expected = np.stack([np.tanh(x[i] @ kernels[c] + biases[c]) for i, c in enumerate(classes)])
+        np.testing.assert_allclose(out, expected, atol=1e-4)
+        everyone = numpy(layer.call_all(np.repeat(x[:, None], 5, axis=1)))
+        np.testing.assert_allclose(everyone[np.arange(9), classes], expected, atol=1e-4)
+
+    def test_class_conv2d_transpose_matches_a_loop(self):
+        layer = layers.ClassConv2DTranspose(3, 2, kernel_size=5, strides=2, activation="sigmoid")
+        x = RNG.normal(size=(5, 4, 4, 3)).astype(np.float32)
+        classes = np.asarray([2, 0, 2, 1, 0])
+        out = numpy(layer(x, classes))
+        assert out.shape == (5, 8, 8, 2)
+        # A plain Keras transposed convolution per class, with that class's weights.
+        plain = keras.layers.Conv2DTranspose(2, 5, strides=2, padding="same", activation="sigmoid")
+        plain.build((None, 4, 4, 3))
+        for i, c in enumerate(classes):
+            plain.kernel.assign(layer.kernels[c])
+            plain.bias.assign(layer.biases[c])
+            np.testing.assert_allclose(out[i], numpy(plain(x[i : i + 1]))[0], atol=1e-5)

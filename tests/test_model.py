@@ -11,6 +11,8 @@ import keras_ace
 from keras_ace import ACE
 from keras_ace import PRESETS
 from data_tools.moments import centre_of_mass
+from data_tools.moments import orientation
+from data_tools.moments import spread
 from tests.conftest import requires_mnist
 
 TINY = dict(
@@ -191,13 +193,14 @@ def test_shared_decoder_ablation():
 # ------------------------------------------------------------------ control
 
 
-def blob_model(image_shape=(16, 16, 1)):
-    """An ACE whose decoders always draw a Gaussian blob at the canvas centre."""
-    model = tiny_ace(image_shape, symmetry="spatial")
+def blob_model(image_shape=(16, 16, 1), symmetry="spatial", colour=(1.0,)):
+    """An ACE whose decoders always draw a bar-shaped Gaussian blob (long along x) at the centre."""
+    model = tiny_ace(image_shape, symmetry=symmetry)
     model.build()
     h, w, _ = image_shape
     ys, xs = np.mgrid[0:h, 0:w]
-    blob = 0.02 + 0.9 * np.exp(-((xs - (w - 1) / 2) ** 2 + (ys - (h - 1) / 2) ** 2) / 4.0)
+    blob = 0.9 * np.exp(-((xs - (w - 1) / 2) ** 2 / 12.0 + (ys - (h - 1) / 2) ** 2 / 1.5))
+    blob = 0.001 + blob[:, :, None] * np.asarray(colour)  # (H, W, C)
     logits = np.log(blob / (1 - blob)).reshape(-1).astype(np.float32)
     for kernel, bias in zip(model.decoder_output.kernels, model.decoder_output.biases):
         kernel.assign(np.zeros(kernel.shape, np.float32))
@@ -213,19 +216,44 @@ class TestControl:
         after = centre_of_mass(model.control(x, translate=(3, -2)))
         np.testing.assert_allclose(after - before, np.tile([3.0, -2.0], (4, 1)), atol=0.5)
 
-    def test_rotation_and_scale_keep_the_centre(self):
-        model = blob_model()
-        x, _ = tiny_data(2)
-        before = centre_of_mass(model.reconstruct(x))
-        turned = model.control(x, rotate=30, scale=1.3)
-        np.testing.assert_allclose(centre_of_mass(turned), before, atol=0.5)
-        assert np.abs(turned - model.reconstruct(x)).max() > 0.05
+    def test_rotation_turns_the_bar_and_scale_grows_it_about_the_centre(self):
+        model = blob_model((24, 24, 1))
+        x, _ = tiny_data(2, (24, 24, 1))
+        base = model.reconstruct(x)
+        for degrees in (-30.0, 30.0):
+            turned = model.control(x, rotate=degrees)
+            np.testing.assert_allclose(centre_of_mass(turned), centre_of_mass(base), atol=0.3)
+            # A positive angle turns counter-clockwise on screen (orientation in degrees, y up).
+            np.testing.assert_allclose(orientation(turned) - orientation(base), degrees, atol=2.0)
+        grown = model.control(x, scale=1.3)
+        np.testing.assert_allclose(spread(grown) / spread(base), 1.3, rtol=0.08)
 
-    def test_recolouring(self):
-        model = tiny_ace((16, 16, 3), symmetry="spatial_color")
+    def test_recolouring_goes_through_the_colour_statistics(self):
+        """Reconstruction undoes the colour matrix the symmetry net infers; `color` mixes on top."""
+        model = blob_model((16, 16, 3), symmetry="spatial_color", colour=(0.8, 0.4, 0.1))
         x, _ = tiny_data(2, (16, 16, 3))
+        # Colour logits away from the identity: the net now infers C != I for every image.
+        bias = np.zeros(15, np.float32)
+        bias[6:] = RNG.normal(size=9)
+        model.ssn_loc.bias.assign(bias)
+        colour = model.symmetry_statistics(x)["color"]
+        assert np.abs(colour - np.eye(3)).max() > 0.05
+        canonical = keras.ops.convert_to_numpy(model.latent_grid(0, [[0.0]]))[0]  # (H, W, 3), the same for every class
+        expected = np.einsum("bij,hwj->bhwi", np.linalg.inv(colour), canonical)
+        np.testing.assert_allclose(model.reconstruct(x), expected, atol=1e-4)
         swap = np.eye(3, dtype=np.float32)[[2, 1, 0]]
-        np.testing.assert_allclose(model.control(x, color=swap), model.reconstruct(x)[..., ::-1], atol=1e-5)
+        np.testing.assert_allclose(model.control(x, color=swap), expected[..., ::-1], atol=1e-4)
+
+    def test_colour_statistics_round_trip(self):
+        """Box 0.4 and its inverse: canonicalising and mapping back returns the image."""
+        model = tiny_ace((16, 16, 3), symmetry="spatial_color")
+        model.build()
+        x, _ = tiny_data(2, (16, 16, 3))
+        u = keras.ops.convert_to_tensor(np.concatenate([np.zeros((2, 6)), RNG.normal(size=(2, 9))], 1).astype(np.float32))
+        theta, colour = model.symmetry_parameters(u)
+        there = model.canonicalize(x, theta, colour)
+        assert np.abs(keras.ops.convert_to_numpy(there) - x).max() > 0.05
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(model.to_observation(there, theta, colour)), x, atol=1e-4)
 
 
 # ------------------------------------------------------------------ training, saving, sampling
@@ -328,6 +356,58 @@ def test_nll_bound_matches_its_formula():
     log_w = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     expected = (np.exp(log_w) * (reconstruction + kl + log_w)).sum(-1) + np.log(10)
     np.testing.assert_allclose(bound, expected, rtol=1e-4)
+
+
+def test_nll_bound_with_symmetry_statistics_matches_its_formula():
+    """With symmetry: each class's reconstruction is taken after the inverse transform, plus KL_sym."""
+    model = tiny_ace(symmetry="spatial")
+    model.build()
+    # Symmetry statistics away from zero, so the inverse transform matters.
+    model.ssn_loc.bias.assign(RNG.normal(size=6).astype(np.float32))
+    x, _ = tiny_data(4)
+    outputs = model(x)
+    bound = keras.ops.convert_to_numpy(model.nll_bound(x, outputs))
+    o = {k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()}
+    log_scale = np.clip(o["latent_log_scale"], -7, 5)
+    z = o["latent_loc"] + np.exp(log_scale) * o["noise"][:, None]
+    canonical = keras.ops.convert_to_numpy(model.decode_all(z))  # (B, K, H, W, C)
+    observed = np.stack(
+        [keras.ops.convert_to_numpy(model.to_observation(canonical[:, c], outputs["theta"], None)) for c in range(10)], 1
+    )
+    p = np.clip(observed, 1e-6, 1 - 1e-6)
+    xk = x[:, None]
+    reconstruction = -(xk * np.log(p) + (1 - xk) * np.log(1 - p)).reshape(4, 10, -1).sum(-1)
+    kl = (-log_scale + (np.exp(2 * log_scale) + o["latent_loc"] ** 2) / 2 - 0.5).sum(-1)
+    log_w = o["class_logits"] - np.log(np.exp(o["class_logits"]).sum(-1, keepdims=True))
+    expected = (np.exp(log_w) * (reconstruction + kl + log_w)).sum(-1) + np.log(10) + o["symmetry_kl"]
+    assert np.abs(o["symmetry_kl"]).min() > 0.1
+    np.testing.assert_allclose(bound, expected, rtol=1e-4)
+
+
+def test_nll_bound_lies_above_the_exact_negative_log_likelihood():
+    """A latent_dim=1 model on 3x3 images: -log p(x) by quadrature over z, class by class."""
+    model = ACE((3, 3, 1), symmetry=None, encoder_units=(6,), decoder_units=5, classifier_filters=(2,),
+                classifier_units=3, num_classes=3, seed=4)
+    keras_ace.compile_ace(model)
+    model.build()
+    x = RNG.random((5, 3, 3, 1)).astype(np.float32)
+    # Exact: p(x) = 1/K sum_c integral N(z; 0, 1) p(x | z, c) dz, on a fine grid over [-9, 9].
+    grid = np.linspace(-9.0, 9.0, 3601, dtype=np.float32)
+    log_prior = -0.5 * grid.astype(np.float64) ** 2 - 0.5 * np.log(2 * np.pi) + np.log(grid[1] - grid[0])
+    log_joint = []
+    for c in range(3):
+        p = np.clip(model.latent_grid(c, grid[:, None]).reshape(len(grid), -1).astype(np.float64), 1e-6, 1 - 1e-6)
+        flat = x.reshape(5, -1).astype(np.float64)
+        log_lik = flat @ np.log(p).T + (1 - flat) @ np.log(1 - p).T  # (5, G)
+        log_joint.append(log_lik + log_prior - np.log(3))
+    stacked = np.concatenate(log_joint, axis=1)
+    top = stacked.max(1, keepdims=True)
+    exact = -(top[:, 0] + np.log(np.exp(stacked - top).sum(1)))
+    # The bound's expectation over the latent noise, from 400 one-sample estimates.
+    draws = np.stack([keras.ops.convert_to_numpy(model.nll_bound(x, model(x))) for _ in range(400)])
+    mean, error = draws.mean(0), draws.std(0) / np.sqrt(len(draws))
+    assert (mean > exact - 3 * error).all(), (mean, exact)
+    assert (np.abs(mean - exact) < 20).all()  # the same scale: a bound, not an unrelated number
 
 
 @requires_mnist

@@ -23,5 +23,8 @@ def test_conv_decoder_flops():
     assert profiling.forward_flops(model)["decoder"] == 2 * (10 + 10 * 128 + 16 * 25 * 8 * 4 + 64 * 25 * 4 * 3)
 
 
-def test_matmul_peak_is_positive():
-    assert profiling.matmul_peak(size=256, repeats=2) > 1e6
+def test_matmul_peak_counts_two_flops_per_multiply_add(monkeypatch):
+    # A clock that advances 0.5 s per reading: every timed product takes exactly 0.5 s.
+    ticks = iter(range(1000))
+    monkeypatch.setattr(profiling.time, "perf_counter", lambda: 0.5 * next(ticks))
+    assert profiling.matmul_peak(size=64, repeats=3) == 2 * 64**3 / 0.5

@@ -12,7 +12,7 @@ from tests.conftest import requires_cifar10
 from tests.conftest import requires_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--quick", "--train-size", "60", "--test-size", "30", "--epochs", "1", "--samples-per-class", "2", "--judge-epochs", "1",
+TINY = ["--quick", "--train-size", "60", "--test-size", "30", "--epochs", "1", "--samples-per-class", "2", "--judge-epochs", "1", "--judge-train-size", "60",
         "--overrides", json.dumps({"encoder_units": [16, 16], "decoder_units": 16, "classifier_filters": [4, 4, 4],
                                    "classifier_units": 8, "ssn_filters": [4, 4], "ssn_units": 8, "conv_filters": [4, 8]})]
 PANEL_KEYS = {"test_classification_error", "test_nll_bound_nats", "sample_plausibility", "sample_plausibility_per_class",
@@ -93,6 +93,55 @@ def test_resume_skips_a_finished_panel(tmp_path, monkeypatch):
 
     config = experiments.RunConfig(figure="fig2", output_dir=str(tmp_path))
     tiny_ace((28, 28, 1)).save(str(tmp_path / "fig2_mnist.keras"))
+    experiments.write_json(experiments.panel_settings("fig2_mnist", config), str(tmp_path / "fig2_mnist.settings.json"))
     monkeypatch.setattr(experiments, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
     model = experiments.train_panel("fig2_mnist", config)
     assert isinstance(model, keras.Model) and model.image_shape == (28, 28, 1)
+
+
+def test_a_model_trained_with_other_settings_is_not_reused(tmp_path, monkeypatch):
+    from keras_ace import experiments
+    from tests.test_model import tiny_ace
+
+    config = experiments.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=3)
+    tiny_ace((28, 28, 1)).save(str(tmp_path / "fig2_mnist.keras"))
+    monkeypatch.setattr(experiments, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
+    with pytest.raises(experiments.StaleModelError, match="no record of its settings"):
+        experiments.train_panel("fig2_mnist", config)
+    experiments.write_json(experiments.panel_settings("fig2_mnist", config), str(tmp_path / "fig2_mnist.settings.json"))
+    other = experiments.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=5, overrides={"decoder_units": 8})
+    with pytest.raises(experiments.StaleModelError, match=r"epochs 3 \(now 5\), overrides \{\} \(now \{'decoder_units': 8\}\)"):
+        experiments.train_panel("fig2_mnist", other)
+
+
+@requires_mnist
+def test_an_interrupted_panel_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    import keras
+    import numpy as np
+
+    from keras_ace import experiments
+
+    small = {"encoder_units": [8, 8], "decoder_units": 8, "classifier_filters": [2, 2, 2], "classifier_units": 4,
+             "ssn_filters": [2, 2], "ssn_units": 4}
+
+    def config(folder):
+        return experiments.RunConfig(figure="fig2", output_dir=str(folder), epochs=3, train_size=40, test_size=20,
+                                     overrides=small, seed=5)
+
+    whole = experiments.train_panel("fig2_mnist", config(tmp_path / "whole"))
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    real_fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: real_fit(self, *a, callbacks=[*callbacks, Interrupt()], **k))
+    with pytest.raises(KeyboardInterrupt):
+        experiments.train_panel("fig2_mnist", config(tmp_path / "split"))
+    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    resumed = experiments.train_panel("fig2_mnist", config(tmp_path / "split"))
+    history = (tmp_path / "split" / "history_fig2_mnist.csv").read_text().strip().splitlines()
+    assert len(history) == 1 + 3  # header and the three epochs, across the interruption
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

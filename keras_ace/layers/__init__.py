@@ -9,4 +9,5 @@ from keras_ace.layers.gibbs_sampler import GibbsSampler
 from keras_ace.layers.spatial_transformer import IDENTITY_THETA
 from keras_ace.layers.spatial_transformer import InverseAffine
 from keras_ace.layers.spatial_transformer import SpatialTransformer
+from keras_ace.layers.spatial_transformer import frame_geometry
 from keras_ace.layers.spatial_transformer import localization_net

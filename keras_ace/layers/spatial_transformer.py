@@ -225,3 +225,40 @@ def localization_net(filters=(20, 20), kernel_size=5, units=50, name="localizati
     return keras.Sequential(
         localization_trunk(filters, kernel_size, units, name) + [identity_theta_head(f"{name}_theta")], name=name
     )
+
+
+def frame_geometry(theta, image_size):
+    """What a theta does to the canonical object, in the observation's terms (NumPy).
+
+    theta maps canonical coordinates `q` to observation coordinates `A q + t`, so the
+    object appears turned, scaled and stretched by `A` and moved by `t`. With the
+    polar decomposition `A = R(angle) P` (P symmetric positive):
+
+    - `angle`: degrees, counter-clockwise on screen, the rotation `R`;
+    - `scale`: `sqrt(|det A|)`, the object's size in the observation over its
+      canonical size;
+    - `aspect`: the ratio of `A`'s singular values (1 for a turn and uniform scale;
+      above 1 for any stretch or shear);
+    - `shift`: `(dx, dy)` in pixels, where the canonical centre lands, from the centre.
+
+    Args:
+        theta: (N, 6).
+        image_size: `(height, width)` of the observation.
+
+    Returns:
+        dict of NumPy arrays: `angle`, `scale`, `aspect` (N,), `shift` (N, 2).
+    """
+    import numpy as np
+
+    theta = np.asarray(theta, np.float64).reshape(-1, 2, 3)
+    a = theta[:, :, :2]
+    height, width = image_size
+    # R = [[cos, sin], [-sin, cos]] turns counter-clockwise on screen (y down).
+    angle = np.degrees(np.arctan2(a[:, 0, 1] - a[:, 1, 0], a[:, 0, 0] + a[:, 1, 1]))
+    singular = np.linalg.svd(a, compute_uv=False)  # (N, 2), descending
+    return {
+        "angle": angle,
+        "scale": np.sqrt(np.abs(np.linalg.det(a))),
+        "aspect": singular[:, 0] / np.maximum(singular[:, 1], 1e-12),
+        "shift": theta[:, :, 2] * np.asarray([(width - 1) / 2.0, (height - 1) / 2.0]),
+    }

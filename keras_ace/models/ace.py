@@ -359,6 +359,21 @@ class ACE(keras.Model):
             feature_shape = deconv.compute_output_shape(feature_shape)
         self.built = True
 
+    def parameter_counts(self):
+        """Trainable parameters per part of Figure 5 (box 0.2-0.3, C, the AE's three parts)."""
+
+        def count(*layers):
+            return int(sum(np.prod(w.shape) for layer in layers for w in layer.trainable_weights))
+
+        decoders = [self.decoder_hidden, self.decoder_output, *self.decoder_deconvs]
+        return {
+            "symmetry statistics net": count(self.ssn, self.ssn_loc, self.ssn_log_scale) if self.symmetry else 0,
+            "classifier": count(self.classifier),
+            "encoder": count(self.encoder),
+            "latent blocks": count(self.latent_loc, self.latent_log_scale),
+            "decoders": count(*decoders),
+        }
+
     # ----------------------------------------------------------------- forward pass
 
     def symmetry_parameters(self, u):

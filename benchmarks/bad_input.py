@@ -1,0 +1,130 @@
+"""Tries bad input against the public API and prints what each case gives, as a Markdown table.
+
+    KERAS_BACKEND=tensorflow python benchmarks/bad_input.py > docs/bad_input.md
+
+A case passes when it raises `ValueError` or `TypeError` with a message naming the
+argument, or (for a NaN batch inside a data set) when training skips the step and the
+weights stay finite.
+"""
+
+import os
+import sys
+import tempfile
+
+import keras
+import numpy as np
+
+import keras_ace
+from data_tools import load_dataset
+
+TINY = dict(encoder_units=(8, 8), decoder_units=8, classifier_filters=(2, 2, 2), classifier_units=4,
+            ssn_filters=(2, 2), ssn_units=4, seed=0)
+
+
+class Batches(keras.utils.PyDataset):
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
+def model(**overrides):
+    return keras_ace.build_ace("mnist", image_shape=(16, 16, 1), **{**TINY, **overrides})
+
+
+def data(n=8):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 16, 16, 1)).astype(np.float32), rng.integers(0, 10, n)
+
+
+def nan_dataset():
+    x, y = data()
+    bad = x.copy()
+    bad[0, 0, 0, 0] = np.nan
+    return Batches([(x, y), (bad, y)])
+
+
+def nan_batch_keeps_weights():
+    m = model()
+    m.fit(nan_dataset(), epochs=1, verbose=0)
+    finite = all(np.isfinite(w).all() for w in m.get_weights())
+    skipped = int(keras.ops.convert_to_numpy(m.optimizer.skipped_steps))
+    m.control(data(2)[0], translate=(1, 0))
+    return f"step skipped ({skipped}), weights finite: {finite}, control still works"
+
+
+x, y = data()
+CASES = [
+    ("build_ace(dataset='svhn')", lambda: keras_ace.build_ace("svhn")),
+    ("build_ace(encoder='rnn')", lambda: keras_ace.build_ace("mnist", encoder="rnn")),
+    ("build_ace(symmetry='colour')", lambda: keras_ace.build_ace("mnist", symmetry="colour")),
+    ("build_ace(sampling='cauchy')", lambda: model(sampling="cauchy")),
+    ("build_ace(latent_dim=0)", lambda: model(latent_dim=0)),
+    ("build_ace(distribution='ddp')", lambda: keras_ace.build_ace("mnist", distribution="ddp")),
+    ("spatial_color on grey images", lambda: model(symmetry="spatial_color")),
+    ("from_preset('fig9')", lambda: keras_ace.from_preset("fig9")),
+    ("fit: wrong image shape", lambda: model().fit(np.zeros((8, 16, 16, 3), np.float32), y, verbose=0)),
+    ("fit: NaN in a NumPy image", lambda: model().fit(np.where(x > 0.99, np.nan, x), y, verbose=0)),
+    ("fit: intensities 0-255", lambda: model().fit(x * 255, y, verbose=0)),
+    ("fit: uint8 NumPy images", lambda: model().fit((x * 255).astype(np.uint8), y, verbose=0)),
+    ("fit: label 10 of 10 classes", lambda: model().fit(x, np.full(8, 10), verbose=0)),
+    ("fit: one-hot labels", lambda: model().fit(x, np.eye(10)[y], verbose=0)),
+    ("fit: one-hot labels in a data set", lambda: model().fit(Batches([(x, np.eye(10)[y])]), verbose=0)),
+    ("fit: uint8 images in a data set", lambda: model().fit(Batches([((x * 255).astype(np.uint8), y)]), verbose=0)),
+    ("fit: labels of another length", lambda: model().fit(x, y[:5], verbose=0)),
+    ("fit: zero images", lambda: model().fit(np.zeros((0, 16, 16, 1), np.float32), np.zeros(0, int), verbose=0)),
+    ("fit: a NaN batch inside a data set", nan_batch_keeps_weights),
+    ("evaluate: wrong image shape", lambda: model().evaluate(np.zeros((4, 8, 8, 1), np.float32), y[:4], verbose=0)),
+    ("predict: NaN images", lambda: model().predict(np.full((2, 16, 16, 1), np.nan, np.float32), verbose=0)),
+    ("sample(3, n=-1)", lambda: model().sample(3, -1)),
+    ("sample('3', 2)", lambda: model().sample("3", 2)),
+    ("sample(10, 2)", lambda: model().sample(10, 2)),
+    ("sample(1, 2, frames='data')", lambda: model().sample(1, 2, frames="data")),
+    ("sample(1, 2, frames='fitted') before fit", lambda: model().sample(1, 2, frames="fitted")),
+    ("latent_grid(1, values of shape (3, 2)) on latent_dim=1", lambda: model().latent_grid(1, np.zeros((3, 2)))),
+    ("latent_grid(1, [nan])", lambda: model().latent_grid(1, [np.nan])),
+    ("control(rotate=inf)", lambda: model().control(x[:2], rotate=np.inf)),
+    ("control(translate=(1, 2, 3))", lambda: model().control(x[:2], translate=(1, 2, 3))),
+    ("control(scale=0)", lambda: model().control(x[:2], scale=0)),
+    ("control(color=...) on grey images", lambda: model().control(x[:2], color=np.eye(3))),
+    ("control(translate=...) without symmetry", lambda: model(symmetry=None).control(x[:2], translate=(1, 0))),
+    ("symmetry_statistics without symmetry", lambda: model(symmetry=None).symmetry_statistics(x[:2])),
+    ("classify: images without a channel axis", lambda: model().classify(np.zeros((2, 16, 16)))),
+    ("classify(batch_size=0)", lambda: model().classify(x[:2], batch_size=0)),
+    ("load_dataset('svhn')", lambda: load_dataset("svhn", "train")),
+    ("load_dataset('mnist', 'valid')", lambda: load_dataset("mnist", "valid")),
+    ("load_dataset with no data and no network", lambda: load_dataset("mnist", "train", data_dir=tempfile.mkdtemp())),
+    ("SpatialTransformer: NaN in theta", lambda: "reads zeros: " + str(float(np.abs(keras.ops.convert_to_numpy(
+        keras_ace.layers.SpatialTransformer()([x[:1], np.asarray([[np.nan, 0, 0, 0, 1, 0]], np.float32)]))).max()))),
+]
+
+
+def main():
+    os.environ["KERAS_ACE_OFFLINE"] = "1"
+    rows, good = [], 0
+    for name, case in CASES:
+        try:
+            result = case()
+            outcome, ok = f"no error: {result}" if isinstance(result, str) else "no error", isinstance(result, str)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            outcome, ok = f"`{type(error).__name__}`: {first[:160]}", True
+        except Exception as error:  # an unclear failure: what this table is for
+            outcome, ok = f"**{type(error).__name__}**: {str(error).splitlines()[0][:160]}", False
+        good += ok
+        rows.append(f"| {name} | {'clear' if ok else '**unclear**'} | {outcome.replace('|', '/')} |")
+    print(f"# Bad input against the public API ({keras.backend.backend()})\n")
+    print(f"`KERAS_BACKEND={keras.backend.backend()} python benchmarks/bad_input.py`: {len(CASES)} cases, "
+          f"{good} give a clear message or a correct result.\n")
+    print("| case | outcome | what the user sees |\n|---|---|---|")
+    print("\n".join(rows))
+    return 0 if good == len(CASES) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

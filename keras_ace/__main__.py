@@ -1,0 +1,229 @@
+"""`python -m keras_ace`: sample, draw and control saved ACE models from the command line.
+
+    python -m keras_ace sample results/fig2/fig2_rts_mnist.keras --class 3 -n 64 --out samples.png
+    python -m keras_ace grid results/fig2/fig2_rts_mnist.keras --class 7 --range -4 4 --steps 20 --out grid.png
+    python -m keras_ace control results/fig2/fig2_rts_mnist.keras --dataset rts_mnist --index 0:8 \\
+        --translate 4 0 --rotate 30 --scale 1.2 --out control.png
+    python -m keras_ace info results/fig2/fig2_rts_mnist.keras
+
+Errors a user causes (a bad path, a file that is not an ACE, an unknown class, a wrong
+image file) print one line on stderr and exit with status 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+COLUMNS = 8  # images per row of a sample grid
+
+
+class UsageError(Exception):
+    """An error of the user's input: reported in one line, exit status 2."""
+
+
+def load_ace(path):
+    if not os.path.isfile(path):
+        raise UsageError(f"no such model file: {path}")
+    import keras
+
+    import keras_ace
+
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:  # a broken or foreign file: say so in one line
+        raise UsageError(f"cannot load {path} as a Keras model: {str(error).splitlines()[0][:200]}") from None
+    if not isinstance(model, keras_ace.ACE):
+        raise UsageError(f"{path} holds a {type(model).__name__}, not a keras_ace ACE model")
+    return model
+
+
+def check_class(model, class_id):
+    if not 0 <= class_id < model.num_classes:
+        raise UsageError(f"--class must lie in [0, {model.num_classes}). Received: --class {class_id}")
+    return class_id
+
+
+def write_grid(images, columns, title, out):
+    """A grid of images, `columns` per row, with a title line above it."""
+    from keras_ace import experiments
+
+    rows = -(-len(images) // columns)
+    padded = np.concatenate([images, np.ones((rows * columns - len(images), *images.shape[1:]), np.float32)])
+    grid = experiments.mosaic(padded.reshape(rows, columns, *images.shape[1:]), gap=2)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    experiments.save_annotated_png([grid], [title], "", out)
+    print(f"Wrote {out}")
+
+
+def sample(args):
+    model = load_ace(args.model)
+    class_id = check_class(model, args.class_id)
+    if args.n < 1:
+        raise UsageError(f"-n must be positive. Received: -n {args.n}")
+    images = model.sample(class_id, args.n, seed=args.seed, frames=args.frames)
+    write_grid(images, min(COLUMNS, args.n), f"{os.path.basename(args.model)}: class {class_id}, seed {args.seed}", args.out)
+    if args.npz:
+        np.savez_compressed(args.npz, images=images, labels=np.full(args.n, class_id))
+        print(f"Wrote {args.npz}")
+
+
+def grid(args):
+    model = load_ace(args.model)
+    class_id = check_class(model, args.class_id)
+    low, high = args.range
+    if not (np.isfinite([low, high]).all() and low < high) or args.steps < 2:
+        raise UsageError(f"--range needs LOW < HIGH and --steps at least 2. Received: --range {low} {high} --steps {args.steps}")
+    axis = np.linspace(low, high, args.steps, dtype=np.float32)
+    if model.latent_dim == 1:
+        values, columns = axis[:, None], args.steps
+    elif model.latent_dim == 2:
+        # Rows go up as the second latent grows, as in the paper's pictures.
+        values, columns = np.asarray([[a, b] for b in axis[::-1] for a in axis], np.float32), args.steps
+    else:
+        raise UsageError(f"grid draws 1-D or 2-D latents. Received: a model with latent_dim={model.latent_dim}")
+    images = model.latent_grid(class_id, values)
+    write_grid(images, columns, f"{os.path.basename(args.model)}: class {class_id}, latent in [{low:g}, {high:g}]", args.out)
+
+
+def parse_index(text, count):
+    try:
+        parts = [int(p) if p else None for p in text.split(":")]
+        indices = np.arange(count)[slice(*parts)] if len(parts) > 1 else np.asarray([parts[0]])
+    except (ValueError, TypeError):
+        raise UsageError(f"--index must be N or START:STOP. Received: --index {text}") from None
+    if len(indices) == 0 or indices.max() >= count or indices.min() < -count:
+        raise UsageError(f"--index {text} selects no image of the {count} there are")
+    return indices
+
+
+def load_images(args, model):
+    if args.images:
+        if not os.path.isfile(args.images):
+            raise UsageError(f"no such image file: {args.images}")
+        with np.load(args.images) as data:
+            x = data["x"] if "x" in data else data[data.files[0]]
+    else:
+        from data_tools import load_dataset
+
+        x, _ = load_dataset(args.dataset, "test", args.data_dir)
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    if x.ndim == 3 and model.image_shape[-1] == 1:
+        x = x[..., None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != model.image_shape:
+        raise UsageError(f"images must have shape (N, {', '.join(map(str, model.image_shape))}) for this model. Received: {x.shape}")
+    return x[parse_index(args.index, len(x))].astype(np.float32)
+
+
+def control(args):
+    model = load_ace(args.model)
+    x = load_images(args, model)
+    try:
+        changed = model.control(x, translate=tuple(args.translate), rotate=args.rotate, scale=args.scale)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    columns = np.stack([x, model.reconstruct(x), changed], axis=1)  # (N, 3, H, W, C)
+    from keras_ace import experiments
+
+    picture = experiments.mosaic(columns, gap=2)
+    title = (f"input | reconstruction | moved {tuple(args.translate)} px, turned {args.rotate:g} deg, "
+             f"scaled {args.scale:g}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    experiments.save_annotated_png([picture], [title], "", args.out)
+    print(f"Wrote {args.out}")
+
+
+def info(args):
+    model = load_ace(args.model)
+    from data_tools.datasets import IMAGE_SHAPES
+
+    datasets = [name for name, shape in IMAGE_SHAPES.items() if tuple(shape) == model.image_shape]
+    report = {
+        "file": args.model,
+        "data set": " or ".join(datasets) or "unknown",
+        "image shape": list(model.image_shape),
+        "symmetry": model.symmetry,
+        "sampling": model.sampling,
+        "latent_dim": model.latent_dim,
+        "parameters": model.parameter_counts(),
+        "frames of sample()": ("fitted to the training data" if model.symmetry and model.frame_prior.is_fitted
+                               else "unit prior" if model.symmetry else "none"),
+    }
+    metrics = os.path.join(os.path.dirname(os.path.abspath(args.model)), "metrics.json")
+    preset = os.path.splitext(os.path.basename(args.model))[0]
+    if os.path.isfile(metrics):
+        with open(metrics) as f:
+            stored = json.load(f).get(preset)
+        if stored:
+            report["test metrics (metrics.json)"] = {k: v for k, v in stored.items() if not isinstance(v, list)}
+    print(json.dumps(report, indent=2))
+
+
+def parser():
+    main = argparse.ArgumentParser(prog="python -m keras_ace", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = main.add_subparsers(dest="command", required=True)
+
+    def command(name, function, help, example):
+        p = commands.add_parser(name, help=help, description=f"{help}\n\nExample:\n    {example}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("model", help="a .keras file saved from keras_ace")
+        p.set_defaults(function=function)
+        return p
+
+    p = command("sample", sample, "new observations of a class, as a labelled grid",
+                "python -m keras_ace sample fig2_rts_mnist.keras --class 3 -n 64 --seed 0 --out samples.png")
+    p.add_argument("--class", dest="class_id", type=int, required=True)
+    p.add_argument("-n", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", choices=["fitted", "prior"], help="default: fitted where the model has them")
+    p.add_argument("--out", default="samples.png")
+    p.add_argument("--npz", help="also save the images and labels to this .npz")
+
+    p = command("grid", grid, "the class's latent manifold in the canonical frame (Figures 1-4)",
+                "python -m keras_ace grid fig2_rts_mnist.keras --class 7 --range -4 4 --steps 20 --out grid.png")
+    p.add_argument("--class", dest="class_id", type=int, required=True)
+    p.add_argument("--range", type=float, nargs=2, default=(-4.0, 4.0), metavar=("LOW", "HIGH"))
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--out", default="grid.png")
+
+    p = command("control", control, "the same objects moved, turned and scaled",
+                "python -m keras_ace control fig2_rts_mnist.keras --dataset rts_mnist --index 0:8 --rotate 30 --out control.png")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help=".npz with images (key x, or its first array), uint8 or [0, 1] floats")
+    source.add_argument("--dataset", choices=["mnist", "rts_mnist", "tc_mnist", "cifar10"], help="its test split")
+    p.add_argument("--data-dir")
+    p.add_argument("--index", default="0:8", help="N or START:STOP")
+    p.add_argument("--translate", type=float, nargs=2, default=(0.0, 0.0), metavar=("DX", "DY"))
+    p.add_argument("--rotate", type=float, default=0.0, help="degrees, counter-clockwise")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--out", default="control.png")
+
+    command("info", info, "what a saved model is: data set, symmetry, sampling, parameters, stored metrics",
+            "python -m keras_ace info fig2_rts_mnist.keras")
+    return main
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        args.function(args)
+    except UsageError as error:
+        print(f"python -m keras_ace {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from data_tools.sources import DataNotFoundError
+
+        if isinstance(error, DataNotFoundError):
+            print(f"python -m keras_ace {args.command}: error: {error}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
