@@ -46,15 +46,22 @@ def check_figure(out, figure, panels, expected_size, canonical):
 def test_mnist_figures(figure, tmp_path):
     out = tmp_path / figure
     run(f"{figure}.py", *TINY, "--output-dir", str(out))
-    panels = [f"{figure}_mnist", f"{figure}_rts_mnist", f"{figure}_tc_mnist"]
-    # 10 rows per class, 20 columns: 280/420/600 px high, 560 + 840 + 1200 px wide plus 2 gaps of 4.
-    check_figure(out, figure, panels, (600, 560 + 840 + 1200 + 8), canonical=True)
+    # Quick mode draws MNIST and RTS MNIST (TC MNIST is full mode only).
+    panels = [f"{figure}_mnist", f"{figure}_rts_mnist"]
+    assert not (out / f"{figure}_tc_mnist.keras").exists()
+    # 10 rows per class, 20 columns: 280/420 px high, 560 + 840 px wide plus a gap of 4.
+    check_figure(out, figure, panels, (420, 560 + 840 + 4), canonical=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for panel in panels:
+        assert {"grid_plausibility", "prior_grid_plausibility", "grid_ranges"} <= set(metrics[panel])
+    for name in (f"{figure}_annotated.png", "curves.png", f"history_{figure}_mnist.csv", f"{figure}_mnist.settings.json"):
+        assert (out / name).exists(), name
     # --from-models redraws without training: no new models, no metrics rewritten.
     before = (out / "metrics.json").stat().st_mtime
     redraw = tmp_path / "redraw"
-    stdout = run(f"{figure}.py", "--from-models", str(out), "--output-dir", str(redraw))
+    stdout = run(f"{figure}.py", "--quick", "--from-models", str(out), "--output-dir", str(redraw))
     assert "Training" not in stdout
-    assert pixel_size(redraw / f"{figure}.png") == (600, 2608)
+    assert pixel_size(redraw / f"{figure}.png") == (420, 1404)
     assert (out / "metrics.json").stat().st_mtime == before
 
 

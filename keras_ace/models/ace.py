@@ -581,6 +581,22 @@ class ACE(keras.Model):
             [ops.convert_to_numpy(ops.softmax(self(b)["class_logits"], axis=-1)) for b in self._batches(x, batch_size)]
         )
 
+    def latent_means(self, x, class_ids=None, batch_size=250):
+        """Posterior means (N, latent_dim) of images x in their class's latent block.
+
+        `class_ids` (N,) picks the block (e.g. the true labels); default: the most
+        probable class. Where an image sits on its class's manifold (`latent_grid`).
+        """
+        means = []
+        for start, batch in zip(range(0, len(x), batch_size), self._batches(x, batch_size)):
+            outputs = self(batch)
+            if class_ids is None:
+                ids = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
+            else:
+                ids = ops.convert_to_tensor(np.asarray(class_ids[start : start + batch_size], np.int32))
+            means.append(ops.convert_to_numpy(class_rows(outputs["latent_loc"], ids, self.num_classes)))
+        return np.concatenate(means)
+
     def symmetry_statistics(self, x, batch_size=250):
         """The symmetry statistics' means: `{"theta": (N, 6)}`, plus `"color": (N, 3, 3)` for colour."""
         if self.symmetry is None:
