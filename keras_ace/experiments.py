@@ -494,9 +494,13 @@ def save_annotated_png(panels, titles, caption, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import textwrap
+
     image = np.clip(side_by_side(panels), 0, 1)
-    dpi, top, bottom = 100, 60, 30 + 16 * caption.count("\n")
     height, width = image.shape[:2]
+    # About 6.5 pixels per character of a 9-point font at 100 dpi.
+    caption = "\n".join(textwrap.fill(line, max(40, int(width / 6.5))) for line in caption.split("\n")) if caption else ""
+    dpi, top, bottom = 100, 60, 30 + 16 * caption.count("\n")
     figure = plt.figure(figsize=(width / dpi, (height + top + bottom) / dpi), dpi=dpi)
     axis = figure.add_axes([0, bottom / (height + top + bottom), 1, height / (height + top + bottom)])
     axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
