@@ -44,13 +44,18 @@ def main(argv=None):
     for sub in (prepare, show):
         sub.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
-    if args.command == "prepare":
-        for split in datasets.SPLITS:
-            images, labels, _ = datasets.load_raw(args.name, split, args.data_dir, progress=True)
-            print(f"{args.name} {split}: {images.shape[0]} images of {images.shape[1:]}")
-    else:
-        preview(args.name, args.out, args.split, args.count, args.data_dir)
-        print(f"Wrote {args.out}")
+    from data_tools.sources import DataNotFoundError
+
+    try:
+        if args.command == "prepare":
+            for split in datasets.SPLITS:
+                images, labels, _ = datasets.load_raw(args.name, split, args.data_dir, progress=True)
+                print(f"{args.name} {split}: {images.shape[0]} images of {images.shape[1:]}")
+        else:
+            preview(args.name, args.out, args.split, args.count, args.data_dir)
+            print(f"Wrote {args.out}")
+    except DataNotFoundError as error:
+        parser.exit(2, f"python -m data_tools {args.command}: error: {error}\n")
     return 0
 
 

@@ -36,9 +36,14 @@ def main(argv=None):
     import keras_ace  # noqa: F401  (registers the classes for loading)
 
     preset = PANELS[args.dataset]
-    model = keras.saving.load_model(args.model) if args.model else experiments.train_panel(preset, config)
-    if model.symmetry is None:
-        raise ValueError(f"Control needs a model with symmetry statistics. Received: symmetry=None ({args.model})")
+    if args.model and not os.path.isfile(args.model):
+        parser.exit(2, f"control.py: error: no such model file: {args.model}\n")
+    try:
+        model = keras.saving.load_model(args.model) if args.model else experiments.train_panel(preset, config)
+    except (FileNotFoundError, experiments.StaleModelError, experiments.TrainingStopped) as error:
+        parser.exit(2, f"control.py: error: {error}\n")
+    if getattr(model, "symmetry", None) is None:
+        parser.exit(2, f"control.py: error: control needs an ACE with symmetry statistics. Received: {args.model}\n")
     dataset = "cifar10" if model.image_shape[-1] == 3 else args.dataset
     x, _ = experiments.load_split(dataset, "test", args.count, config.data_dir)
     columns = experiments.control_columns(model, x, config.seed)

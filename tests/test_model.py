@@ -219,14 +219,19 @@ class TestControl:
     def test_rotation_turns_the_bar_and_scale_grows_it_about_the_centre(self):
         model = blob_model((24, 24, 1))
         x, _ = tiny_data(2, (24, 24, 1))
-        base = model.reconstruct(x)
+        # Moments of the bar alone: the faint background (and the zeros outside the
+        # canvas that a transform brings in) removed.
+        def bar(images):
+            return np.clip(images - 0.002, 0, None)
+
+        base = bar(model.reconstruct(x))
         for degrees in (-30.0, 30.0):
-            turned = model.control(x, rotate=degrees)
+            turned = bar(model.control(x, rotate=degrees))
             np.testing.assert_allclose(centre_of_mass(turned), centre_of_mass(base), atol=0.3)
             # A positive angle turns counter-clockwise on screen (orientation in degrees, y up).
             np.testing.assert_allclose(orientation(turned) - orientation(base), degrees, atol=2.0)
-        grown = model.control(x, scale=1.3)
-        np.testing.assert_allclose(spread(grown) / spread(base), 1.3, rtol=0.08)
+        grown = bar(model.control(x, scale=1.3))
+        np.testing.assert_allclose(spread(grown) / spread(base), 1.3, rtol=0.05)
 
     def test_recolouring_goes_through_the_colour_statistics(self):
         """Reconstruction undoes the colour matrix the symmetry net infers; `color` mixes on top."""

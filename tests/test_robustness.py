@@ -59,6 +59,7 @@ class TestNonFiniteSteps:
 
     def test_training_continues_after_a_skipped_step(self):
         model = tiny_ace()
+        model.build()
         start = weights_of(model)
         model.fit(Batches([nan_batch(), tiny_data(8)]), epochs=1, verbose=0)
         assert int(keras.ops.convert_to_numpy(model.optimizer.skipped_steps)) == 1
@@ -102,7 +103,7 @@ class TestBadInput:
         x, y = tiny_data(8)
         with pytest.raises(TypeError, match="divide uint8 images by 255"):
             model.fit(Batches([((x * 255).astype(np.uint8), y)]), verbose=0)
-        with pytest.raises(ValueError, match=r"Received: shape=\(8, 16, 16, 3\)"):
+        with pytest.raises(ValueError, match=r"Received: shape=\(\w+, 16, 16, 3\)"):
             model.fit(Batches([(np.zeros((8, 16, 16, 3), np.float32), y)]), verbose=0)
 
     @pytest.mark.parametrize(
