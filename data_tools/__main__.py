@@ -3,32 +3,26 @@
 import argparse
 import sys
 
+import numpy as np
+
 from data_tools import datasets
 
 
 def preview(name, out, split="train", count=40, data_dir=None):
-    """Writes a grid of the first `count` examples with their labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Writes a grid of the first `count` examples, ten per row, with their labels below."""
+    from data_tools import pictures
     from data_tools.sources import CIFAR10_CLASSES
 
     images, labels = datasets.load_dataset(name, split, data_dir)
+    count = min(count, len(images))
     columns = 10
     rows = -(-count // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.35))
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < min(count, len(images)):
-            image = images[i]
-            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
-            label = CIFAR10_CLASSES[labels[i]] if name == "cifar10" else str(labels[i])
-            ax.set_title(label, fontsize=8)
-    fig.suptitle(f"{name} ({split})")
-    fig.savefig(out, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    grid = np.ones((rows * columns, *images.shape[1:]), np.float32)
+    grid[:count] = images[:count]
+    names = [CIFAR10_CLASSES[l] if name == "cifar10" else str(l) for l in labels[:count]]
+    caption = "\n".join(f"row {r + 1}: " + " ".join(names[r * columns : (r + 1) * columns]) for r in range(rows))
+    picture = pictures.mosaic(grid.reshape(rows, columns, *images.shape[1:]), gap=2)
+    pictures.save_annotated_png([picture], [f"{name} ({split}), first {count}"], "labels, left to right:\n" + caption, out)
 
 
 def main(argv=None):

@@ -17,6 +17,8 @@ import sys
 
 import numpy as np
 
+from data_tools import pictures
+
 COLUMNS = 8  # images per row of a sample grid
 
 
@@ -48,13 +50,11 @@ def check_class(model, class_id):
 
 def write_grid(images, columns, title, out):
     """A grid of images, `columns` per row, with a title line above it."""
-    from keras_ace import experiments
-
     rows = -(-len(images) // columns)
     padded = np.concatenate([images, np.ones((rows * columns - len(images), *images.shape[1:]), np.float32)])
-    grid = experiments.mosaic(padded.reshape(rows, columns, *images.shape[1:]), gap=2)
+    grid = pictures.mosaic(padded.reshape(rows, columns, *images.shape[1:]), gap=2)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    experiments.save_annotated_png([grid], [title], "", out)
+    pictures.save_annotated_png([grid], [title], "", out)
     print(f"Wrote {out}")
 
 
@@ -127,13 +127,11 @@ def control(args):
     except ValueError as error:
         raise UsageError(str(error)) from None
     columns = np.stack([x, model.reconstruct(x), changed], axis=1)  # (N, 3, H, W, C)
-    from keras_ace import experiments
-
-    picture = experiments.mosaic(columns, gap=2)
+    picture = pictures.mosaic(columns, gap=2)
     title = (f"input | reconstruction | moved {tuple(args.translate)} px, turned {args.rotate:g} deg, "
              f"scaled {args.scale:g}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    experiments.save_annotated_png([picture], [title], "", args.out)
+    pictures.save_annotated_png([picture], [title], "", args.out)
     print(f"Wrote {args.out}")
 
 

@@ -13,6 +13,10 @@ import shutil
 import keras
 import numpy as np
 
+from data_tools.pictures import mosaic
+from data_tools.pictures import save_annotated_png
+from data_tools.pictures import save_png
+from data_tools.pictures import side_by_side
 from keras_ace.models.presets import PRESETS
 from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TRAIN_SIZES
@@ -59,7 +63,6 @@ FULL = {
     "judge_train_size": None,
     "overrides": {},
 }
-GAP = 4  # pixels between the panels of a figure
 # Bump when a change makes earlier saved panels unfit to reuse (checked by check_settings).
 LAYOUT_VERSION = 2
 
@@ -340,40 +343,6 @@ def panel_metrics(model, preset, config, grid_values):
 # ------------------------------------------------------------------ pictures
 
 
-def mosaic(images, gap=0, background=1.0):
-    """(rows, cols, H, W, C) -> one (rows * H + gaps, cols * W + gaps, C) image."""
-    rows, cols, h, w, c = images.shape
-    out = np.full((rows * h + (rows - 1) * gap, cols * w + (cols - 1) * gap, c), background, np.float32)
-    for r in range(rows):
-        for k in range(cols):
-            out[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = images[r, k]
-    return out
-
-
-def side_by_side(panels, gap=GAP, background=1.0):
-    """Panels (H_i, W_i, C) next to each other, top-aligned, on a white background."""
-    height = max(p.shape[0] for p in panels)
-    channels = max(p.shape[2] for p in panels)
-    width = sum(p.shape[1] for p in panels) + gap * (len(panels) - 1)
-    out = np.full((height, width, channels), background, np.float32)
-    x = 0
-    for p in panels:
-        out[: p.shape[0], x : x + p.shape[1]] = p if p.shape[2] == channels else np.repeat(p, channels, axis=2)
-        x += p.shape[1] + gap
-    return out
-
-
-def save_png(image, path):
-    """Writes an (H, W, 1 or 3) image in [0, 1] at exactly H x W pixels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    image = np.clip(image, 0, 1)
-    plt.imsave(path, image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
-
-
 def class_manifold(model, values):
     """One row per class of the class's decoder over its `values[c]` (G, latent_dim): (K, G, H, W, C)."""
     return np.stack([model.latent_grid(c, values[c]) for c in range(model.num_classes)])
@@ -485,34 +454,6 @@ def panel_title(preset, metrics):
     if "grid_plausibility" in metrics:
         judged += f", grid {metrics['grid_plausibility']:.0%}"
     return "\n".join(lines + [judged])
-
-
-def save_annotated_png(panels, titles, caption, path):
-    """The panels side by side at their own pixel size, a title over each and a caption below."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import textwrap
-
-    image = np.clip(side_by_side(panels), 0, 1)
-    height, width = image.shape[:2]
-    # About 6.5 pixels per character of a 9-point font at 100 dpi.
-    caption = "\n".join(textwrap.fill(line, max(40, int(width / 6.5))) for line in caption.split("\n")) if caption else ""
-    dpi, top, bottom = 100, 60, 30 + 16 * caption.count("\n")
-    figure = plt.figure(figsize=(width / dpi, (height + top + bottom) / dpi), dpi=dpi)
-    axis = figure.add_axes([0, bottom / (height + top + bottom), 1, height / (height + top + bottom)])
-    axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    axis.axis("off")
-    x = 0
-    for panel, title in zip(panels, titles):
-        figure.text((x + panel.shape[1] / 2) / width, 1 - 4 / (height + top + bottom), title,
-                    ha="center", va="top", fontsize=9)
-        x += panel.shape[1] + GAP
-    figure.text(0.005, 4 / (height + top + bottom), caption, ha="left", va="bottom", fontsize=9)
-    figure.savefig(path, dpi=dpi)
-    plt.close(figure)
 
 
 def machine():

@@ -20,6 +20,7 @@ import time
 import keras
 import numpy as np
 
+from data_tools import pictures
 from keras_ace import experiments
 
 PANELS = {"rts_mnist": "fig2_rts_mnist", "tc_mnist": "fig2_tc_mnist", "mnist": "fig2_mnist", "cifar10": "fig4_cifar10_spatial_color"}
@@ -47,10 +48,10 @@ def main(argv=None):
     dataset = "cifar10" if model.image_shape[-1] == 3 else args.dataset
     x, _ = experiments.load_split(dataset, "test", args.count, config.data_dir)
     columns = experiments.control_columns(model, x, config.seed)
-    picture = experiments.mosaic(np.stack([c for _, c in columns], axis=1), gap=2)
+    picture = pictures.mosaic(np.stack([c for _, c in columns], axis=1), gap=2)
     os.makedirs(config.output_dir, exist_ok=True)
     png = os.path.join(config.output_dir, "control.png")
-    experiments.save_png(picture, png)
+    pictures.save_png(picture, png)
     metrics = {
         "columns": [name for name, _ in columns],
         **experiments.control_obedience(columns),
