@@ -213,7 +213,7 @@ def test_command_line_preview(tmp_path):
     subprocess.run([sys.executable, "-m", "data_tools", "preview", "mnist", "--out", str(out), "--count", "10"], check=True)
     import matplotlib.image
 
-    assert matplotlib.image.imread(out).shape[1] > 300
+    assert matplotlib.image.imread(out).shape[1] >= 10 * 28  # ten digits per row
 
 
 def test_moments_of_a_known_bar():

@@ -95,14 +95,15 @@ class TestSpatialTransformer:
         # Identity: every input pixel is read once with weight 1. An integer shift by
         # (dy, dx) = (1, -2): the pixels shifted off the canvas get no gradient.
         images = RNG.random((1, 6, 8, 1)).astype(np.float32)
-        weights = RNG.random((1, 6, 8, 1)).astype(np.float32)
+        weight_values = RNG.random((1, 6, 8, 1)).astype(np.float32)
+        weights = ops.convert_to_tensor(weight_values)
         identity = gradient(lambda x: ops.sum(layers.SpatialTransformer()([x, IDENTITY[None]]) * weights), images)
-        np.testing.assert_allclose(identity, weights, atol=1e-6)
+        np.testing.assert_allclose(identity, weight_values, atol=1e-6)
         shift = np.asarray([[1, 0, 2 * 2 / 7, 0, 1, -2 * 1 / 5]], np.float32)
         shifted = gradient(lambda x: ops.sum(layers.SpatialTransformer()([x, shift]) * weights), images)
         # out[y, x] = in[y - 1, x + 2], so d/d in[y, x] = weights[y + 1, x - 2] where that exists.
-        expected = np.zeros_like(weights)
-        expected[0, :-1, 2:] = weights[0, 1:, :-2]
+        expected = np.zeros_like(weight_values)
+        expected[0, :-1, 2:] = weight_values[0, 1:, :-2]
         np.testing.assert_allclose(shifted, expected, atol=1e-6)
 
     def test_non_finite_theta_reads_zeros(self):
@@ -331,6 +332,13 @@ class TestClassConditional:
         np.testing.assert_allclose(out, expected, atol=1e-4)
         everyone = numpy(layer.call_all(np.repeat(x[:, None], 5, axis=1)))
         np.testing.assert_allclose(everyone[np.arange(9), classes], expected, atol=1e-4)
+
+    @pytest.mark.parametrize("make", [lambda: layers.ClassDense(4, 6), lambda: layers.ClassConv2DTranspose(4, 2)])
+    def test_every_class_starts_with_its_own_weights(self, make):
+        layer = make()
+        layer.build((None, 3) if isinstance(layer, layers.ClassDense) else (None, 4, 4, 3))
+        kernels = [numpy(k) for k in layer.kernels]
+        assert min(np.abs(a - b).max() for i, a in enumerate(kernels) for b in kernels[i + 1 :]) > 1e-3
 
     def test_class_conv2d_transpose_matches_a_loop(self):
         layer = layers.ClassConv2DTranspose(3, 2, kernel_size=5, strides=2, activation="sigmoid")

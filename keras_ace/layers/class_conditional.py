@@ -12,6 +12,20 @@ from keras_ace.initializers import PaperConvUniform
 MAX_GATHERED_KERNEL = 2**17
 
 
+def class_initializer(initializer, class_id):
+    """A fresh copy of `initializer` for one class, so that the classes start apart.
+
+    A Keras 3 initializer instance without a seed fixes one at construction and draws
+    the same values on every call: reused for every class it would start all decoders
+    identical. A copy gets a seed of its own (an explicit seed is offset by the class).
+    """
+    config = keras.initializers.serialize(initializer)
+    inner = config.get("config", {}) if isinstance(config, dict) else {}
+    if isinstance(inner.get("seed"), int):
+        inner["seed"] = inner["seed"] + class_id
+    return keras.initializers.deserialize(config)
+
+
 class ClassConditional(keras.layers.Layer):
     """Base class: `call(x, class_ids)` uses class `class_ids[i]`'s weights for row `i`."""
 
@@ -32,7 +46,7 @@ class ClassConditional(keras.layers.Layer):
         class write a gradient the size of all of them (5x slower on TensorFlow).
         """
         self.kernels = [
-            self.add_weight(name=f"kernel_{c}", shape=kernel_shape, initializer=kernel_initializer)
+            self.add_weight(name=f"kernel_{c}", shape=kernel_shape, initializer=class_initializer(kernel_initializer, c))
             for c in range(self.num_classes)
         ]
         self.biases = [
