@@ -118,6 +118,11 @@ def main():
         except (ValueError, TypeError, FileNotFoundError) as error:
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             outcome, ok = f"`{type(error).__name__}`: {first[:160]}", True
+        except RuntimeError as error:
+            # JAX and PyTorch wrap errors of Keras' first symbolic call; ours is inside.
+            text = str(error)
+            ours = next((line.strip("\x1b[0m").strip() for line in text.splitlines() if "Received" in line), "")
+            outcome, ok = f"`RuntimeError` (Keras' wrapper) around: {ours[:140]}", bool(ours)
         except Exception as error:  # an unclear failure: what this table is for
             outcome, ok = f"**{type(error).__name__}**: {str(error).splitlines()[0][:160]}", False
         good += ok

@@ -539,6 +539,16 @@ class ACE(keras.Model):
         `fit_frame_prior` yourself.
         """
         self.check_data(x, y)
+        if isinstance(x, keras.utils.PyDataset) and len(x):
+            # Its first batch, read once before Keras builds on it: a clear message
+            # instead of the wrapped one of Keras' first symbolic call.
+            # Shapes, dtypes and label layout only: a non-finite batch is the optimizer's
+            # to skip, not a reason to refuse the data set.
+            first = x[0]
+            images, labels = (first[0], first[1]) if isinstance(first, tuple) and len(first) > 1 else (first, None)
+            validation.check_symbolic_images(np.asarray(images), self.image_shape)
+            if labels is not None:
+                validation.check_symbolic_labels(np.asarray(labels), self.num_classes)
         if not self.built:
             self.build()  # weights exist before callbacks (e.g. BackupAndRestore) look
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
