@@ -19,11 +19,11 @@ def class_initializer(initializer, class_id):
     the same values on every call: reused for every class it would start all decoders
     identical. A copy gets a seed of its own (an explicit seed is offset by the class).
     """
-    config = keras.initializers.serialize(initializer)
-    inner = config.get("config", {}) if isinstance(config, dict) else {}
-    if isinstance(inner.get("seed"), int):
-        inner["seed"] = inner["seed"] + class_id
-    return keras.initializers.deserialize(config)
+    # from_config, not keras.initializers.serialize: that imports TensorFlow on every backend.
+    config = dict(initializer.get_config())
+    if isinstance(config.get("seed"), int):
+        config["seed"] = config["seed"] + class_id
+    return type(initializer).from_config(config)
 
 
 class ClassConditional(keras.layers.Layer):
