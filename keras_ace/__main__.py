@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from data_tools import pictures
+from data_tools.sources import DataNotFoundError
 
 COLUMNS = 8  # images per row of a sample grid
 
@@ -210,16 +211,9 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         args.function(args)
-    except UsageError as error:
+    except (UsageError, DataNotFoundError) as error:
         print(f"python -m keras_ace {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except Exception as error:
-        from data_tools.sources import DataNotFoundError
-
-        if isinstance(error, DataNotFoundError):
-            print(f"python -m keras_ace {args.command}: error: {error}", file=sys.stderr)
-            return 2
-        raise
     return 0
 
 

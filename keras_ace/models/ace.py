@@ -599,12 +599,8 @@ class ACE(keras.Model):
         """
         means = []
         for start, batch in zip(range(0, len(x), batch_size), self._batches(x, batch_size)):
-            outputs = self(batch)
-            if class_ids is None:
-                ids = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
-            else:
-                ids = ops.convert_to_tensor(np.asarray(class_ids[start : start + batch_size], np.int32))
-            means.append(ops.convert_to_numpy(class_rows(outputs["latent_loc"], ids, self.num_classes)))
+            ids = None if class_ids is None else np.asarray(class_ids[start : start + batch_size], np.int32)
+            means.append(ops.convert_to_numpy(self._class_means(self(batch), ids)[0]))
         return np.concatenate(means)
 
     def symmetry_statistics(self, x, batch_size=250):
@@ -691,10 +687,11 @@ class ACE(keras.Model):
 
     def _check_frames(self, frames):
         """`None` means the fitted frame prior where `fit` (or `fit_frame_prior`) fitted one."""
+        fitted = self.symmetry is not None and self.frame_prior.is_fitted
         if frames is None:
-            return "fitted" if self.symmetry is not None and self.frame_prior.is_fitted else "prior"
+            return "fitted" if fitted else "prior"
         _choice(frames, FRAMES, "frames")
-        if frames == "fitted" and not (self.symmetry is not None and self.frame_prior.is_fitted):
+        if frames == "fitted" and not fitted:
             raise ValueError(
                 "frames='fitted' needs a fitted frame prior: train with `fit` on NumPy images or call "
                 "`fit_frame_prior(x_train)`. Received: frames='fitted'"
@@ -730,11 +727,17 @@ class ACE(keras.Model):
         theta, color = self._frame_draw(ops.shape(canonical)[0], generator, frames)
         return self.to_observation(canonical, theta, color)
 
+    def _class_means(self, outputs, class_ids=None):
+        """Each row's latent means in its class's block (default: the most probable class), and the classes."""
+        if class_ids is None:
+            class_ids = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
+        class_ids = ops.convert_to_tensor(class_ids, "int32")
+        return class_rows(outputs["latent_loc"], class_ids, self.num_classes), class_ids
+
     def _canonical_objects(self, batch):
         """The net's outputs for a batch and each object decoded in its canonical frame."""
         outputs = self(batch)
-        class_ids = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
-        return outputs, self.decode(class_rows(outputs["latent_loc"], class_ids, self.num_classes), class_ids)
+        return outputs, self.decode(*self._class_means(outputs))
 
     def latent_grid(self, class_id, values):
         """The class's decoder over a grid of latent values, in the canonical frame.
