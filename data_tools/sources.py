@@ -141,8 +141,14 @@ def load_mnist(data_dir=None):
     return _split_npz(path)
 
 
+# The image-folder zip lists its images class by class; each split is put in this fixed
+# mixed order, so that its first N images (quick mode's subsets) hold every class, as in
+# the original CIFAR-10 batches and `keras.datasets.cifar10`.
+ZIP_ORDER_SEED = 0
+
+
 def _read_image_folder_zip(path):
-    """Reads `train/<class>/*.jpg` and `test/<class>/*.jpg` from a zip."""
+    """Reads `train/<class>/*.jpg` and `test/<class>/*.jpg` from a zip, each split in a fixed mixed order."""
     from PIL import Image
 
     splits = {"train": ([], []), "test": ([], [])}
@@ -156,10 +162,11 @@ def _read_image_folder_zip(path):
             image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
             splits[parts[0]][0].append(np.asarray(image, dtype=np.uint8))
             splits[parts[0]][1].append(CIFAR10_CLASSES.index(parts[1]))
-    return tuple(
-        (np.stack(images), np.asarray(labels, dtype=np.int64))
-        for images, labels in splits.values()
-    )
+    mixed = []
+    for images, labels in splits.values():
+        order = np.random.default_rng(ZIP_ORDER_SEED).permutation(len(labels))
+        mixed.append((np.stack(images)[order], np.asarray(labels, dtype=np.int64)[order]))
+    return tuple(mixed)
 
 
 def _download_into_cache(name):
@@ -176,7 +183,8 @@ def load_cifar10(data_dir=None):
     """Loads CIFAR-10 as uint8 images (N, 32, 32, 3) and int64 labels (N,).
 
     Reads `cifar10.npz` (MNIST's keys) or `cifar10-jpeg.zip` (image-folder layout).
-    A zip is decoded once and kept in the cache as `cifar10.npz`.
+    A zip is decoded once, its images put in a fixed mixed order (its folders list
+    them class by class), and kept in the cache.
 
     Args:
         data_dir: a folder holding one of those files; searched first.
@@ -190,7 +198,8 @@ def load_cifar10(data_dir=None):
         _download_allowed("CIFAR-10", files, data_dir)
         path = _download_into_cache("cifar10")
     if path.endswith(".zip"):
-        decoded = os.path.join(cache_dir(), f"cifar10-from-zip-{os.path.getsize(path)}.npz")
+        # "mixed": caches decoded before the fixed order was introduced (class by class) are not reused.
+        decoded = os.path.join(cache_dir(), f"cifar10-from-zip-mixed-{os.path.getsize(path)}.npz")
         if not os.path.isfile(decoded):
             (x_train, y_train), (x_test, y_test) = _read_image_folder_zip(path)
             atomic_save_npz(decoded, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)

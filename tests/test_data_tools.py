@@ -40,6 +40,9 @@ class TestLoaders:
         # Horses are brownish and planes often sit on blue sky: classes are not shuffled.
         horse, plane = x_train[y_train == 7].mean(axis=(0, 1, 2)), x_train[y_train == 0].mean(axis=(0, 1, 2))
         assert horse[0] > horse[2] and plane[2] > plane[0]
+        # The zip lists its images class by class; the loader mixes them, so that the
+        # first images of each split (quick mode's subsets) hold every class.
+        assert set(y_train[:1000]) == set(range(10)) and set(y_test[:500]) == set(range(10))
 
     def test_load_dataset_float_in_unit_range(self):
         x, y = data_tools.load_dataset("mnist", "test")
