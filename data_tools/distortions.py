@@ -162,3 +162,25 @@ def make_tc_mnist(images, labels, seed, progress=False):
         canvases[part] = np.clip(canvas, 0, 255).astype(np.uint8)
     truth = {"position": position, "clutter_position": clutter_position}
     return canvases, labels.astype(np.int64), truth
+
+
+def truth_geometry(dataset, truth, canvas):
+    """The ground truth of a distorted set as the frame's turn, size and shift (cf. `keras_ace.layers.frame_geometry`).
+
+    Args:
+        dataset: `"rts_mnist"` or `"tc_mnist"`.
+        truth: the dict `make_rts_mnist` / `make_tc_mnist` return (or a slice of it).
+        canvas: the canvas size in pixels.
+
+    Returns:
+        dict of (N,) arrays: RTS `angle` (degrees, counter-clockwise), `scale`,
+        `shift_x`, `shift_y` (pixels from the canvas centre); TC `shift_x`, `shift_y`
+        of the digit's centre.
+    """
+    if dataset == "rts_mnist":
+        return {"angle": truth["angle"], "scale": truth["scale"], "shift_x": truth["shift"][:, 0],
+                "shift_y": truth["shift"][:, 1]}
+    if dataset == "tc_mnist":
+        centre = truth["position"] + (28 - 1) / 2.0 - (canvas - 1) / 2.0
+        return {"shift_x": centre[:, 0], "shift_y": centre[:, 1]}
+    raise ValueError(f"No ground truth for {dataset!r}. Expected 'rts_mnist' or 'tc_mnist'.")

@@ -336,8 +336,41 @@ def panel_metrics(model, preset, config, grid_values):
         )
     if model.symmetry is not None:
         metrics["canonical_grid_plausibility"] = metrics["grid_plausibility"]
+        if dataset in ("rts_mnist", "tc_mnist"):
+            metrics["theta_truth_correlation"] = truth_correlation(model, dataset, config)
     metrics["grid_ranges"] = [[float(v[0, 0]), float(v[-1, 0])] for v in grid_values]
     return metrics
+
+
+def learned_geometry(theta, image_size):
+    """`keras_ace.layers.frame_geometry` of thetas, with the shift split into `shift_x` and `shift_y`."""
+    from keras_ace.layers import frame_geometry
+
+    g = frame_geometry(theta, image_size)
+    return {"angle": g["angle"], "scale": g["scale"], "shift_x": g["shift"][:, 0], "shift_y": g["shift"][:, 1],
+            "aspect": g["aspect"]}
+
+
+# Test images on which the learned frames are compared with the ground truth.
+TRUTH_IMAGES = 5000
+
+
+def truth_correlation(model, dataset, config):
+    """Pearson correlation of the frame the symmetry net infers with the data's ground truth.
+
+    On the first `TRUTH_IMAGES` test images of RTS MNIST (shift x and y, angle, scale)
+    or TC MNIST (the digit's position). The canonical frame is learned, so only the
+    correlation means something, not the values: near 1 where the net undoes the
+    distortion, near 0 where it ignores it.
+    """
+    from data_tools import load_dataset
+    from data_tools.distortions import truth_geometry
+
+    x, _, truth = load_dataset(dataset, "test", config.data_dir, return_truth=True)
+    count = min(TRUTH_IMAGES, config.test_size or TRUTH_IMAGES)
+    learned = learned_geometry(model.symmetry_statistics(x[:count])["theta"], model.image_shape[:2])
+    true = truth_geometry(dataset, {k: v[:count] for k, v in truth.items()}, model.image_shape[0])
+    return {k: float(np.corrcoef(learned[k], v)[0, 1]) for k, v in true.items()}
 
 
 # ------------------------------------------------------------------ pictures

@@ -25,23 +25,6 @@ import numpy as np
 ASPECT_LIMIT = 1.3
 
 
-def geometry_of(theta, image_size):
-    from keras_ace.layers import frame_geometry
-
-    g = frame_geometry(theta, image_size)
-    return {"angle": g["angle"], "scale": g["scale"], "shift_x": g["shift"][:, 0], "shift_y": g["shift"][:, 1],
-            "aspect": g["aspect"]}
-
-
-def truth_geometry(dataset, truth, canvas):
-    if dataset == "rts_mnist":
-        return {"angle": truth["angle"], "scale": truth["scale"], "shift_x": truth["shift"][:, 0],
-                "shift_y": truth["shift"][:, 1], "aspect": np.ones(len(truth["angle"]))}
-    # TC: the digit's top-left corner; its centre relative to the canvas centre.
-    centre = truth["position"] + (28 - 1) / 2.0 - (canvas - 1) / 2.0
-    return {"shift_x": centre[:, 0], "shift_y": centre[:, 1]}
-
-
 def centred(name, values):
     median = np.median(values)
     return values / median if name == "scale" else values - median
@@ -68,7 +51,9 @@ def main(argv=None):
 
     import keras_ace  # noqa: F401  (registers the classes for loading)
     from data_tools import load_dataset
+    from data_tools.distortions import truth_geometry
     from keras_ace import experiments
+    from keras_ace.experiments import learned_geometry
 
     model = keras.saving.load_model(args.model)
     dataset = {42: "rts_mnist", 60: "tc_mnist"}.get(model.image_shape[0])
@@ -79,9 +64,9 @@ def main(argv=None):
         model.fit_frame_prior(load_dataset(dataset, "train", args.data_dir)[0][:10000])
     x, _, truth = load_dataset(dataset, "test", args.data_dir, return_truth=True)
     kinds = {
-        "inferred on test images": geometry_of(model.symmetry_statistics(x[: args.count])["theta"], size),
-        "sample(), fitted frames": geometry_of(model.draw_frames(args.count, seed=args.seed, frames="fitted")["theta"], size),
-        "sample(), unit prior": geometry_of(model.draw_frames(args.count, seed=args.seed, frames="prior")["theta"], size),
+        "inferred on test images": learned_geometry(model.symmetry_statistics(x[: args.count])["theta"], size),
+        "sample(), fitted frames": learned_geometry(model.draw_frames(args.count, seed=args.seed, frames="fitted")["theta"], size),
+        "sample(), unit prior": learned_geometry(model.draw_frames(args.count, seed=args.seed, frames="prior")["theta"], size),
         "data (ground truth)": truth_geometry(dataset, {k: v[: args.count] for k, v in truth.items()}, size[0]),
     }
 

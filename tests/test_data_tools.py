@@ -84,6 +84,20 @@ class TestRTSMnist:
         com = centre_of_mass(canvases)
         assert com.min() < 20.5 - 6 and com.max() > 20.5 + 6
 
+    def test_truth_geometry_matches_frame_geometry(self, digits):
+        """A theta built from the ground truth reads back as that truth (same conventions)."""
+        from data_tools.distortions import truth_geometry
+        from keras_ace.experiments import learned_geometry
+
+        _, _, truth = data_tools.make_rts_mnist(*digits, seed=3)
+        a, s = np.deg2rad(truth["angle"]), truth["scale"]
+        # Canonical q -> observation s R(angle) q + t; R turns counter-clockwise on screen.
+        t = 2.0 * truth["shift"] / (42 - 1)
+        theta = np.stack([s * np.cos(a), s * np.sin(a), t[:, 0], -s * np.sin(a), s * np.cos(a), t[:, 1]], axis=1)
+        learned = learned_geometry(theta, (42, 42))
+        for name, values in truth_geometry("rts_mnist", truth, 42).items():
+            np.testing.assert_allclose(learned[name], values, atol=1e-4, err_msg=name)
+
     def test_rotation_direction_is_counter_clockwise(self):
         bar = np.zeros((1, 28, 28), np.uint8)
         bar[0, 13:15, 14:24] = 255  # a horizontal bar to the right of the centre

@@ -54,6 +54,12 @@ def test_mnist_figures(figure, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     for panel in panels:
         assert {"grid_plausibility", "prior_grid_plausibility", "grid_ranges"} <= set(metrics[panel])
+        # Learned frames against the RTS ground truth: Figure 2's RTS panel only.
+        correlation = metrics[panel].get("theta_truth_correlation")
+        assert (correlation is not None) == (panel == "fig2_rts_mnist")
+        if correlation is not None:
+            assert set(correlation) == {"angle", "scale", "shift_x", "shift_y"}
+            assert all(-1.0 <= r <= 1.0 for r in correlation.values())
     for name in (f"{figure}_annotated.png", "curves.png", f"history_{figure}_mnist.csv", f"{figure}_mnist.settings.json"):
         assert (out / name).exists(), name
     # --from-models redraws without training: no new models, no metrics rewritten.
