@@ -85,6 +85,7 @@ class RunConfig:
     overrides: dict = dataclasses.field(default_factory=dict)
     distribution: str = None
     from_models: str = None
+    panels: tuple = None  # None: every panel of the figure
 
     def for_dataset(self, dataset):
         """The settings one panel trains with: quick mode's per-data-set epochs and sizes resolved."""
@@ -111,12 +112,13 @@ class RunConfig:
             overrides=overrides,
             distribution=args.distribution,
             from_models=args.from_models,
+            panels=tuple(args.panels) if args.panels else None,
             **mode,
         )
 
 
-def add_arguments(parser, figure):
-    """The command-line flags every figure script shares."""
+def add_arguments(parser, figure, panels=()):
+    """The command-line flags every figure script shares (`panels`: the figure's)."""
     parser.add_argument("--quick", action="store_true", help="a CPU run of minutes (Appendix A sizes, few epochs)")
     parser.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULT_EPOCHS}, quick {QUICK_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0)
@@ -130,6 +132,9 @@ def add_arguments(parser, figure):
     parser.add_argument("--overrides", help='JSON of ACE arguments, e.g. \'{"decoder_units": 512}\'')
     parser.add_argument("--distribution", choices=["data_parallel"], help="train on every local device")
     parser.add_argument("--from-models", metavar="DIR", help="redraw the figure from the .keras models in DIR, no training")
+    parser.add_argument("--panels", nargs="+", choices=panels or None, metavar="PANEL",
+                        help=f"train and draw only these panels (default all: {' '.join(panels)}); "
+                        "metrics.json keeps the other panels' numbers")
     return parser
 
 
@@ -170,6 +175,7 @@ def train_panel(preset, config, verbose=2):
     model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
     print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
     stop = StopOnSkippedStep()
+    clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=os.path.exists(backup))
     model.fit(
         x,
         y,
@@ -180,6 +186,7 @@ def train_panel(preset, config, verbose=2):
             keras.callbacks.BackupAndRestore(backup),
             # Appends, so that a resumed run keeps the epochs before the interruption.
             keras.callbacks.CSVLogger(history, append=True),
+            clock,
             stop,
         ],
         verbose=verbose,
@@ -189,6 +196,33 @@ def train_panel(preset, config, verbose=2):
     model.save(path)
     shutil.rmtree(backup, ignore_errors=True)
     return model
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Writes the finished epochs and their wall time to a JSON file, summed across resumes."""
+
+    def __init__(self, path, resumed):
+        super().__init__()
+        self.path = path
+        self.record = json.load(open(path)) if resumed and os.path.exists(path) else {"epoch_wall_times_s": []}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        times = self.record["epoch_wall_times_s"][:epoch] + [time.time() - self._start]
+        self.record = {"epochs": len(times), "wall_time_s": float(sum(times)), "epoch_wall_times_s": times}
+        write_json(self.record, self.path)
+
+
+def training_record(preset, output_dir):
+    """What `TrainingClock` wrote for a panel: epochs and wall time (empty if not recorded)."""
+    path = os.path.join(output_dir, f"{preset}.training.json")
+    return json.load(open(path)) if os.path.exists(path) else {}
 
 
 class StaleModelError(ValueError):
@@ -225,6 +259,13 @@ def check_settings(preset, config):
                 f"--output-dir, to train {preset} afresh."
             )
     return settings
+
+
+def trained_with(preset, config):
+    """Whether the panel's model in the output folder was trained with `config`'s settings."""
+    recorded = os.path.join(config.output_dir, f"{preset}.settings.json")
+    dataset_config = config.for_dataset(PRESETS[preset]["dataset"])
+    return os.path.exists(recorded) and json.load(open(recorded)) == panel_settings(preset, dataset_config)
 
 
 def load_panel(preset, directory):
@@ -320,6 +361,8 @@ def panel_metrics(model, preset, config, grid_values):
         "sample_plausibility_per_class": per_class,
         "judge_test_accuracy": judge_accuracy,
         "test_images": int(len(x_test)),
+        "training_steps": panel_steps(preset, config),
+        **{f"training_{k}": v for k, v in training_record(preset, config.output_dir).items() if k != "epoch_wall_times_s"},
     }
     if dataset == "cifar10" or grid_values is None:
         return metrics
@@ -510,6 +553,7 @@ def run_figure(config, panels, picture):
 
     start = time.time()
     os.makedirs(config.output_dir, exist_ok=True)
+    panels = [p for p in panels if config.panels is None or p in config.panels]
     skipped = [p for p in panels if config.quick and PRESETS[p]["dataset"] in QUICK_SKIPPED_DATASETS]
     panels = [p for p in panels if p not in skipped]
     if skipped:
@@ -526,6 +570,12 @@ def run_figure(config, panels, picture):
     if config.from_models:
         return None
     metrics = {p: panel_metrics(m, p, config, g) for p, m, g in zip(panels, models, grids)}
+    figure_metrics = os.path.join(config.output_dir, "metrics.json")
+    if config.panels is not None and os.path.exists(figure_metrics):
+        # The panels not trained now keep their numbers (their models are in this folder).
+        earlier = json.load(open(figure_metrics))
+        kept = {p: earlier[p] for p in earlier if p in PRESETS and p not in metrics and trained_with(p, config)}
+        metrics = {**kept, **metrics}
     metrics["wall_time_s"] = time.time() - start
     caption = (f"{config.figure}{' quick mode' if config.quick else ''}: "
                + "; ".join(f"{p} {panel_steps(p, config)} steps" for p in panels)
@@ -540,7 +590,7 @@ def run_figure(config, panels, picture):
     save_annotated_png(pictures, [panel_title(p, metrics[p]) for p in panels], caption, annotated)
     metrics["machine"] = machine()
     write_json(dataclasses.asdict(config), os.path.join(config.output_dir, "config.json"))
-    write_json(metrics, os.path.join(config.output_dir, "metrics.json"))
+    write_json(metrics, figure_metrics)
     save_curves(panels, config.output_dir, os.path.join(config.output_dir, "curves.png"))
     for p in panels:
         m = metrics[p]
@@ -556,7 +606,7 @@ def main(figure, panels, picture, description, argv=None):
 
     from data_tools.sources import DataNotFoundError
 
-    parser = add_arguments(argparse.ArgumentParser(description=description), figure)
+    parser = add_arguments(argparse.ArgumentParser(description=description), figure, panels)
     config = RunConfig.from_args(figure, parser.parse_args(argv))
     try:
         run_figure(config, panels, picture)

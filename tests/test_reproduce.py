@@ -1,5 +1,7 @@
 """Smoke tests: every reproduce/ script end to end, in quick mode on tiny data."""
 
+import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -69,6 +71,26 @@ def test_mnist_figures(figure, tmp_path):
     assert "Training" not in stdout
     assert pixel_size(redraw / f"{figure}.png") == (420, 1404)
     assert (out / "metrics.json").stat().st_mtime == before
+
+
+@requires_mnist
+def test_panels_train_one_at_a_time(tmp_path):
+    """--panels trains and draws only the named panels; metrics.json keeps the others' numbers."""
+    out = tmp_path / "fig1"
+    run("fig1.py", *TINY, "--output-dir", str(out), "--panels", "fig1_mnist")
+    assert (out / "fig1_mnist.keras").exists() and not (out / "fig1_rts_mnist.keras").exists()
+    assert pixel_size(out / "fig1.png") == (280, 560)
+    run("fig1.py", *TINY, "--output-dir", str(out), "--panels", "fig1_rts_mnist")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"fig1_mnist", "fig1_rts_mnist"} <= set(metrics)
+    assert metrics["fig1_mnist"]["training_epochs"] == 1 and metrics["fig1_mnist"]["training_wall_time_s"] > 0
+    # A panel whose recorded settings differ from the run's is not carried over.
+    from keras_ace import experiments
+
+    config = experiments.RunConfig.from_args("fig1", experiments.add_arguments(argparse.ArgumentParser(), "fig1").parse_args(TINY))
+    config = dataclasses.replace(config, output_dir=str(out))
+    assert experiments.trained_with("fig1_mnist", config)
+    assert not experiments.trained_with("fig1_mnist", dataclasses.replace(config, seed=1))
 
 
 @requires_cifar10
@@ -161,3 +183,7 @@ def test_an_interrupted_panel_resumes_from_its_last_epoch(tmp_path, monkeypatch)
     assert len(history) == 1 + 3  # header and the three epochs, across the interruption
     # One step per epoch, none repeated: the resumed run restored the optimizer after epoch 2.
     assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 3
+    # The wall time of training is summed across the interruption.
+    record = experiments.training_record("fig2_mnist", str(tmp_path / "split"))
+    assert record["epochs"] == 3 and len(record["epoch_wall_times_s"]) == 3
+    assert record["wall_time_s"] == pytest.approx(sum(record["epoch_wall_times_s"]))
