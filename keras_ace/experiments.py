@@ -364,7 +364,12 @@ def panel_metrics(model, preset, config, grid_values):
         "training_steps": panel_steps(preset, config),
         **{f"training_{k}": v for k, v in training_record(preset, config.output_dir).items() if k != "epoch_wall_times_s"},
     }
-    if dataset == "cifar10" or grid_values is None:
+    if dataset == "cifar10":
+        metrics["horse_grid_background_saturation"] = background_saturation(centre_of_2d_grid(model, HORSE))
+        if model.symmetry is not None:
+            metrics["frame_spread"] = frame_spread(model, x_test)
+        return metrics
+    if grid_values is None:
         return metrics
     # The drawn grid, and the paper's [-4, 4] grid where quick mode draws another.
     grids = {"grid": grid_values, "prior_grid": np.repeat(MANIFOLD_GRID[None], model.num_classes, 0)}
@@ -414,6 +419,34 @@ def truth_correlation(model, dataset, config):
     learned = learned_geometry(model.symmetry_statistics(x[:count])["theta"], model.image_shape[:2])
     true = truth_geometry(dataset, {k: v[:count] for k, v in truth.items()}, model.image_shape[0])
     return {k: float(np.corrcoef(learned[k], v)[0, 1]) for k, v in true.items()}
+
+
+# Outer ring of pixels read as the background of a CIFAR-10 picture.
+BACKGROUND_BORDER = 4
+
+
+def background_saturation(images, border=BACKGROUND_BORDER):
+    """Mean HSV saturation, (max - min) / max over RGB, of the outer `border` pixels of (..., H, W, 3) images.
+
+    Figure 4's claim: colour statistics subdue the background of the decoded horses.
+    """
+    images = np.asarray(images, np.float32).reshape(-1, *np.shape(images)[-3:])
+    ring = np.ones(images.shape[1:3], bool)
+    ring[border:-border, border:-border] = False
+    pixels = images[:, ring]  # (N, ring pixels, 3)
+    brightest = pixels.max(-1)
+    saturation = np.where(brightest > 0, (brightest - pixels.min(-1)) / np.maximum(brightest, 1e-6), 0.0)
+    return float(saturation.mean())
+
+
+def frame_spread(model, x):
+    """Median and spread of the frames the symmetry net infers on images x (no ground truth: CIFAR-10).
+
+    A median scale above 1 means the net zooms out: the object shrinks inside the
+    canonical frame, with empty borders around it.
+    """
+    geometry = learned_geometry(model.symmetry_statistics(x[:TRUTH_IMAGES])["theta"], model.image_shape[:2])
+    return {f"{k}_{stat}": float(f(v)) for k, v in geometry.items() for stat, f in (("median", np.median), ("std", np.std))}
 
 
 # ------------------------------------------------------------------ pictures

@@ -101,8 +101,26 @@ def test_cifar10_figures(figure, tmp_path):
     panels = {"fig3": ["fig3_cifar10", "fig3_cifar10_sss"], "fig4": ["fig4_cifar10_spatial", "fig4_cifar10_spatial_color"]}[figure]
     # Two panels of 7x7 images of 32x32, with a gap of 4.
     check_figure(out, figure, panels, (224, 2 * 224 + 4), canonical=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for panel in panels:
+        assert 0.0 <= metrics[panel]["horse_grid_background_saturation"] <= 1.0
+        assert ("frame_spread" in metrics[panel]) == (panel != "fig3_cifar10")
     stdout = run(f"{figure}.py", "--from-models", str(out), "--output-dir", str(tmp_path / "redraw"))
     assert "Training" not in stdout
+
+
+def test_background_saturation_reads_the_outer_ring():
+    import numpy as np
+
+    from keras_ace.experiments import background_saturation
+
+    grey = np.full((2, 32, 32, 3), 0.5, np.float32)
+    assert background_saturation(grey) == 0.0
+    red_ring, red_centre = grey.copy(), grey.copy()
+    red_ring[:, :, :4] = (1.0, 0.0, 0.0)  # the left 4 columns: 128 of the ring's 448 pixels
+    red_centre[:, 4:-4, 4:-4] = (1.0, 0.0, 0.0)
+    assert background_saturation(red_ring) == pytest.approx(4 * 32 / (32 * 32 - 24 * 24))
+    assert background_saturation(red_centre) == 0.0
 
 
 @requires_mnist
