@@ -163,6 +163,21 @@ class TestConstruction:
             tiny_ace(symmetry=None).control(x, translate=(1, 0))
 
 
+def test_classifier_input_offset_centres_the_pixels():
+    """CIFAR10's classifier sees x - 0.5; the MNIST presets keep x (Appendix A)."""
+    plain, centred = tiny_ace(symmetry=None), tiny_ace(symmetry=None, classifier_input_offset=-0.5)
+    plain.build()
+    centred.build()
+    centred.set_weights(plain.get_weights())  # the offset adds no weights
+    x, _ = tiny_data(8)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(centred.classifier(x)), keras.ops.convert_to_numpy(plain.classifier(x - 0.5)), atol=1e-5
+    )
+    assert ACE.from_config(centred.get_config()).classifier_input_offset == -0.5
+    assert PRESETS["fig3_cifar10"]["classifier_input_offset"] == -0.5
+    assert "classifier_input_offset" not in PRESETS["fig2_rts_mnist"]
+
+
 # ------------------------------------------------------------------ per-class decoders
 
 
