@@ -74,7 +74,7 @@ class RunConfig:
     figure: str
     output_dir: str
     quick: bool = False
-    epochs: int = DEFAULT_EPOCHS  # None: QUICK_EPOCHS per data set
+    epochs: int = DEFAULT_EPOCHS  # or {data set: epochs}; None: the mode's default (quick: QUICK_EPOCHS)
     seed: int = 0
     data_dir: str = None
     train_size: int = None
@@ -88,10 +88,11 @@ class RunConfig:
     panels: tuple = None  # None: every panel of the figure
 
     def for_dataset(self, dataset):
-        """The settings one panel trains with: quick mode's per-data-set epochs and sizes resolved."""
+        """The settings one panel trains with: per-data-set epochs (and quick mode's sizes) resolved."""
+        epochs = self.epochs.get(dataset) if isinstance(self.epochs, dict) else self.epochs
         if not self.quick:
-            return self
-        changes = {"epochs": self.epochs or QUICK_EPOCHS[dataset], "train_size": self.train_size or QUICK_TRAIN_SIZES[dataset]}
+            return dataclasses.replace(self, epochs=epochs or DEFAULT_EPOCHS)
+        changes = {"epochs": epochs or QUICK_EPOCHS[dataset], "train_size": self.train_size or QUICK_TRAIN_SIZES[dataset]}
         if dataset == "cifar10":
             changes["overrides"] = {**QUICK_CIFAR10["overrides"], **self.overrides}
         return dataclasses.replace(self, **changes)
@@ -117,10 +118,30 @@ class RunConfig:
         )
 
 
+def epochs_argument(text):
+    """`--epochs`: `8` for every panel, or `mnist=4,rts_mnist=8` per data set (the others: the default)."""
+    import argparse
+
+    from data_tools.datasets import DATASETS
+
+    try:
+        if "=" not in text:
+            return int(text)
+        epochs = {name.strip(): int(n) for name, n in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or DATASET=N,... Received: {text!r}")
+    unknown = set(epochs) - set(DATASETS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown data set {sorted(unknown)}. Expected some of {DATASETS}")
+    return epochs
+
+
 def add_arguments(parser, figure, panels=()):
     """The command-line flags every figure script shares (`panels`: the figure's)."""
     parser.add_argument("--quick", action="store_true", help="a CPU run of minutes (Appendix A sizes, few epochs)")
-    parser.add_argument("--epochs", type=int, help=f"training epochs (default {DEFAULT_EPOCHS}, quick {QUICK_EPOCHS})")
+    parser.add_argument("--epochs", type=epochs_argument, metavar="N|DATASET=N,...",
+                        help=f"training epochs, for every panel or per data set, e.g. mnist=4,rts_mnist=8 "
+                        f"(default {DEFAULT_EPOCHS}, quick {QUICK_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", help=f"default results/{figure}/")
     parser.add_argument("--data-dir", help="folder with mnist.npz / cifar10-jpeg.zip (else KERAS_ACE_DATA, cache, download)")

@@ -109,6 +109,21 @@ def test_cifar10_figures(figure, tmp_path):
     assert "Training" not in stdout
 
 
+def test_epochs_per_data_set():
+    from keras_ace import experiments
+
+    parser = experiments.add_arguments(argparse.ArgumentParser(), "fig2")
+    config = experiments.RunConfig.from_args("fig2", parser.parse_args(["--epochs", "mnist=4,rts_mnist=8"]))
+    assert config.for_dataset("mnist").epochs == 4 and config.for_dataset("rts_mnist").epochs == 8
+    assert config.for_dataset("tc_mnist").epochs == experiments.DEFAULT_EPOCHS
+    quick = experiments.RunConfig.from_args("fig2", parser.parse_args(["--quick", "--epochs", "mnist=3"]))
+    assert quick.for_dataset("mnist").epochs == 3 and quick.for_dataset("rts_mnist").epochs == experiments.QUICK_EPOCHS["rts_mnist"]
+    assert experiments.RunConfig.from_args("fig2", parser.parse_args(["--epochs", "6"])).for_dataset("tc_mnist").epochs == 6
+    for bad in ("svhn=3", "mnist=four", "mnist:3"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--epochs", bad])
+
+
 def test_background_saturation_reads_the_outer_ring():
     import numpy as np
 
