@@ -109,6 +109,24 @@ def test_cifar10_figures(figure, tmp_path):
     assert "Training" not in stdout
 
 
+def test_table_puts_figure_1_next_to_figure_2(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "reproduce"))
+    import table
+
+    def panel(error, **extra):
+        return {"test_classification_error": error, "test_nll_bound_nats": 150.0, "sample_plausibility": 0.5,
+                "grid_plausibility": 0.75, "training_epochs": 8, "training_wall_time_s": 600.0, **extra}
+
+    for figure, metrics in (("fig1", {"fig1_rts_mnist": panel(0.05)}),
+                            ("fig2", {"fig2_rts_mnist": panel(0.02, theta_truth_correlation={"angle": 0.9})})):
+        (tmp_path / figure).mkdir()
+        (tmp_path / figure / "metrics.json").write_text(json.dumps(metrics))
+    table.main([str(tmp_path / "fig1"), str(tmp_path / "fig2")])
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 3  # header, rule, RTS MNIST (no MNIST or TC panels in either folder)
+    assert rows[2].startswith("| RTS MNIST | 8 / 8 | 10 min / 10 min | 5.00% / 2.00% |") and "angle +0.90" in rows[2]
+
+
 def test_epochs_per_data_set():
     from keras_ace import experiments
 

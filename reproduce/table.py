@@ -1,0 +1,73 @@
+"""Figure 1 next to Figure 2, per data set, as a Markdown table read from the runs' `metrics.json`.
+
+    python reproduce/table.py results/fig1 results/fig2
+
+Columns: epochs, training wall time, test error, NLL bound, sample plausibility, grid
+plausibility (Figure 2: canonical-frame grid, judged by a judge of undistorted digits)
+and, for Figure 2 on RTS / TC MNIST, the correlation of the learned frame with the
+ground truth. A panel missing from a folder is shown as "-".
+"""
+
+import argparse
+import json
+import os
+import sys
+
+DATASETS = {"mnist": "MNIST", "rts_mnist": "RTS MNIST", "tc_mnist": "TC MNIST"}
+
+
+def panel(metrics, figure, dataset):
+    return metrics.get(f"{figure}_{dataset}")
+
+
+def cells(m):
+    if m is None:
+        return ["-"] * 6
+    minutes = m.get("training_wall_time_s")
+    return [
+        str(m.get("training_epochs", "?")),
+        f"{minutes / 60:.0f} min" if minutes else "?",
+        f"{m['test_classification_error']:.2%}",
+        f"{m['test_nll_bound_nats']:.1f}",
+        f"{m['sample_plausibility']:.1%}",
+        f"{m['grid_plausibility']:.1%}" if "grid_plausibility" in m else "-",
+    ]
+
+
+def correlation(m):
+    if not m or "theta_truth_correlation" not in m:
+        return "-"
+    return ", ".join(f"{k} {v:+.2f}" for k, v in m["theta_truth_correlation"].items())
+
+
+def table(without, with_symmetry):
+    head = ["data set", "epochs", "training time", "test error", "NLL bound (nats)", "sample plausibility",
+            "grid plausibility"]
+    lines = ["| " + " | ".join([head[0]] + [f"{h} (Fig. 1 / Fig. 2)" for h in head[1:]] + ["learned frame vs truth (Fig. 2, r)"]) + " |"]
+    lines.append("|" + "---|" * (len(head) + 1))
+    for dataset, name in DATASETS.items():
+        one, two = panel(without, "fig1", dataset), panel(with_symmetry, "fig2", dataset)
+        if one is None and two is None:
+            continue
+        pairs = [f"{a} / {b}" for a, b in zip(cells(one), cells(two))]
+        lines.append("| " + " | ".join([name] + pairs + [correlation(two)]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("fig1_dir")
+    parser.add_argument("fig2_dir")
+    args = parser.parse_args(argv)
+    metrics = []
+    for folder in (args.fig1_dir, args.fig2_dir):
+        path = os.path.join(folder, "metrics.json")
+        if not os.path.exists(path):
+            parser.exit(2, f"table.py: no {path}; run the figure script first\n")
+        metrics.append(json.load(open(path)))
+    print(table(*metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
