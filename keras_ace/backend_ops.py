@@ -189,3 +189,9 @@ def distribution_scope(distribution=None):
             f"distribution='data_parallel' needs the JAX or TensorFlow backend: Keras has no multi-device "
             f"training for {backend}. Received: KERAS_BACKEND={backend}"
         )
+
+
+def guard_determinant(det, min_determinant):
+    """Determinants smaller than `min_determinant` in magnitude replaced by `+/- min_determinant` (sign kept, 0 as +)."""
+    sign = ops.where(det < 0, -ops.ones_like(det), ops.ones_like(det))
+    return ops.where(ops.abs(det) < min_determinant, sign * min_determinant, det)

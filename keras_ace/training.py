@@ -10,6 +10,7 @@ from data_tools.datasets import DATASETS
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.ace import ACE
 from keras_ace.models.presets import PRESETS
+from keras_ace.models.presets import paper_settings
 from keras_ace.optimizers import Adam
 
 TRAIN_SIZES = {"mnist": 60000, "rts_mnist": 60000, "tc_mnist": 60000, "cifar10": 50000}
@@ -74,69 +75,43 @@ def from_preset(name, training=None, distribution=None, **overrides):
     """
     if name not in PRESETS:
         raise ValueError(f"Unknown preset. Expected one of {tuple(PRESETS)}. Received: name={name!r}")
-    config = {**PRESETS[name], **overrides}
-    dataset = config.pop("dataset")
-    return _build(config, training, dataset, distribution)
+    return _build({**PRESETS[name], **overrides}, training, distribution)
 
 
-def _build(config, training, dataset, distribution):
-    with distribution_scope(distribution):
-        model = ACE(**config)
-        model.build()
-        return compile_ace(model, training, dataset)
-
-
-_UNSET = object()
-
-
-def build_ace(
-    dataset="cifar10",
-    symmetry=_UNSET,
-    encoder="dense",
-    sampling=_UNSET,
-    latent_dim=_UNSET,
-    training=None,
-    distribution=None,
-    **overrides,
-):
+def build_ace(dataset="cifar10", encoder="dense", training=None, distribution=None, **overrides):
     """A compiled ACE for a data set, with the paper's settings as defaults.
+
+    Starts from `keras_ace.models.presets.paper_settings(dataset, encoder)`: Figure 2's
+    net for the MNIST family, Figure 3's (dense) or Figure 4's (conv) for CIFAR10, each
+    with its symmetry statistics; any `ACE` argument overrides it.
 
     Args:
         dataset: `"mnist"`, `"rts_mnist"`, `"tc_mnist"` or `"cifar10"`.
-        symmetry: `None`, `"spatial"` or `"spatial_color"`; default `"spatial"` (and
-            `"spatial_color"` for the conv CIFAR10 net of Figure 4, right).
         encoder: `"dense"` (Figures 1-3) or `"conv"` (Figure 4).
-        sampling: `"gaussian"` or `"laplacian"`; default as in the figure.
-        latent_dim: latent dimensions per class; default 1 (MNIST family) or 2 (CIFAR10).
         training: a `TrainingConfig`; default: Appendix A's for the data set.
         distribution: `None` (one device) or `"data_parallel"`: every local device,
             through `keras.distribution.DataParallel` on JAX and
             `tf.distribute.MirroredStrategy` on TensorFlow.
-        **overrides: further `ACE` arguments (e.g. smaller layers).
+        **overrides: `ACE` arguments, e.g. `symmetry=None` (Figure 1), `"spatial"` or
+            `"spatial_color"` (default `"spatial"`, and `"spatial_color"` for the conv
+            CIFAR10 net); `sampling="laplacian"`; `latent_dim=2`; smaller layers.
 
     Example:
     >>> model = build_ace(dataset="rts_mnist", symmetry="spatial")
     >>> model.fit(x_train, y_train, batch_size=250, epochs=1)   # doctest: +SKIP
     """
     _check_dataset(dataset)
-    if encoder not in ("dense", "conv"):
-        raise ValueError(f"Unknown encoder. Expected one of ('dense', 'conv'). Received: encoder={encoder!r}")
-    if dataset == "cifar10":
-        default_symmetry = "spatial_color" if encoder == "conv" else "spatial"
-        name = {"dense": "fig3_cifar10_sss", "conv": "fig4_cifar10_spatial"}[encoder]
-    else:
-        default_symmetry, name = "spatial", f"fig2_{dataset}"
-    config = dict(PRESETS[name])
-    if encoder != config["encoder"]:
-        config.update(PRESETS["fig4_cifar10_spatial"] if encoder == "conv" else PRESETS["fig3_cifar10_sss"])
-        config.update({k: PRESETS[name][k] for k in ("dataset", "image_shape", "latent_dim", "ssn_filters", "ssn_kernel_size", "ssn_units")})
-    config["symmetry"] = default_symmetry if symmetry is _UNSET else symmetry
-    for key, value in (("sampling", sampling), ("latent_dim", latent_dim)):
-        if value is not _UNSET:
-            config[key] = value
-    config.update(overrides)
-    config.pop("dataset")
-    return _build(config, training, dataset, distribution)
+    return _build({**paper_settings(dataset, encoder), **overrides}, training, distribution)
+
+
+def _build(config, training, distribution):
+    """The one way an ACE is made from settings: `config` is a preset's data (with its `dataset`) plus overrides."""
+    config = dict(config)
+    dataset = config.pop("dataset")
+    with distribution_scope(distribution):
+        model = ACE(**config)
+        model.build()
+        return compile_ace(model, training, dataset)
 
 
 class StopOnSkippedStep(keras.callbacks.Callback):

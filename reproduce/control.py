@@ -21,18 +21,27 @@ import keras
 import numpy as np
 
 from data_tools import pictures
-from keras_ace import experiments
+from common.config import RunConfig
+from common.config import add_arguments
+from common.config import load_split
+from common.config import write_json
+from common.metrics import control_obedience
+from common.metrics import machine
+from common.pictures import control_columns
+from common.runs import StaleModelError
+from common.runs import TrainingStopped
+from common.runs import train_panel
 
 PANELS = {"rts_mnist": "fig2_rts_mnist", "tc_mnist": "fig2_tc_mnist", "mnist": "fig2_mnist", "cifar10": "fig4_cifar10_spatial_color"}
 
 
 def main(argv=None):
-    parser = experiments.add_arguments(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter), "control")
+    parser = add_arguments(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter), "control")
     parser.add_argument("--model", help="a saved ACE with symmetry statistics (default: train the data set's panel)")
     parser.add_argument("--dataset", default="rts_mnist", choices=sorted(PANELS))
     parser.add_argument("--count", type=int, default=8, help="objects (rows)")
     args = parser.parse_args(argv)
-    config = experiments.RunConfig.from_args("control", args)
+    config = RunConfig.from_args("control", args)
     start = time.time()
     import keras_ace  # noqa: F401  (registers the classes for loading)
 
@@ -40,26 +49,26 @@ def main(argv=None):
     if args.model and not os.path.isfile(args.model):
         parser.exit(2, f"control.py: error: no such model file: {args.model}\n")
     try:
-        model = keras.saving.load_model(args.model) if args.model else experiments.train_panel(preset, config)
-    except (FileNotFoundError, experiments.StaleModelError, experiments.TrainingStopped) as error:
+        model = keras.saving.load_model(args.model) if args.model else train_panel(preset, config)
+    except (FileNotFoundError, StaleModelError, TrainingStopped) as error:
         parser.exit(2, f"control.py: error: {error}\n")
     if getattr(model, "symmetry", None) is None:
         parser.exit(2, f"control.py: error: control needs an ACE with symmetry statistics. Received: {args.model}\n")
     dataset = "cifar10" if model.image_shape[-1] == 3 else args.dataset
-    x, _ = experiments.load_split(dataset, "test", args.count, config.data_dir)
-    columns = experiments.control_columns(model, x, config.seed)
+    x, _ = load_split(dataset, "test", args.count, config.data_dir)
+    columns = control_columns(model, x, config.seed)
     picture = pictures.mosaic(np.stack([c for _, c in columns], axis=1), gap=2)
     os.makedirs(config.output_dir, exist_ok=True)
     png = os.path.join(config.output_dir, "control.png")
     pictures.save_png(picture, png)
     metrics = {
         "columns": [name for name, _ in columns],
-        **experiments.control_obedience(columns),
+        **control_obedience(columns),
         "wall_time_s": time.time() - start,
-        "machine": experiments.machine(),
+        "machine": machine(),
     }
-    experiments.write_json({**dataclasses.asdict(config), "model": args.model, "dataset": dataset}, os.path.join(config.output_dir, "config.json"))
-    experiments.write_json(metrics, os.path.join(config.output_dir, "metrics.json"))
+    write_json({**dataclasses.asdict(config), "model": args.model, "dataset": dataset}, os.path.join(config.output_dir, "config.json"))
+    write_json(metrics, os.path.join(config.output_dir, "metrics.json"))
     print(f"Wrote {png}; translation error {metrics['translation_error_px_mean']:.2f} px (mean), "
           f"turns {metrics['requested_turn_vs_measured_median_deg']}, scales {metrics['requested_scale_vs_measured_spread_ratio_median']}")
     return 0

@@ -9,9 +9,10 @@ class (0-9), 20 columns over the latent grid [-4, 4].
 
 import sys
 
-from keras_ace import experiments
+from common.figure import main
+from common.pictures import class_manifold_panels
 
 PANELS = ("fig1_mnist", "fig1_rts_mnist", "fig1_tc_mnist")
 
 if __name__ == "__main__":
-    sys.exit(experiments.main("fig1", PANELS, experiments.class_manifold_panels, __doc__))
+    sys.exit(main("fig1", PANELS, class_manifold_panels, __doc__))

@@ -9,9 +9,10 @@ statistics, right: with spatial symmetry statistics.
 
 import sys
 
-from keras_ace import experiments
+from common.figure import main
+from common.pictures import horse_panels
 
 PANELS = ("fig3_cifar10", "fig3_cifar10_sss")
 
 if __name__ == "__main__":
-    sys.exit(experiments.main("fig3", PANELS, experiments.horse_panels, __doc__))
+    sys.exit(main("fig3", PANELS, horse_panels, __doc__))

@@ -9,9 +9,10 @@ right: spatial and colour symmetry statistics.
 
 import sys
 
-from keras_ace import experiments
+from common.figure import main
+from common.pictures import horse_panels
 
 PANELS = ("fig4_cifar10_spatial", "fig4_cifar10_spatial_color")
 
 if __name__ == "__main__":
-    sys.exit(experiments.main("fig4", PANELS, experiments.horse_panels, __doc__))
+    sys.exit(main("fig4", PANELS, horse_panels, __doc__))

@@ -52,8 +52,8 @@ def main(argv=None):
     import keras_ace  # noqa: F401  (registers the classes for loading)
     from data_tools import load_dataset
     from data_tools.distortions import truth_geometry
-    from keras_ace import experiments
-    from keras_ace.experiments import learned_geometry
+    from common.config import write_json
+    from common.metrics import learned_geometry
 
     model = keras.saving.load_model(args.model)
     dataset = {42: "rts_mnist", 60: "tc_mnist"}.get(model.image_shape[0])
@@ -94,7 +94,7 @@ def main(argv=None):
     png = os.path.join(args.output_dir, "frames.png")
     figure.savefig(png, dpi=90)
     metrics = {kind: summary(values) for kind, values in kinds.items()}
-    experiments.write_json({"model": args.model, "dataset": dataset, **metrics}, os.path.join(args.output_dir, "frames.json"))
+    write_json({"model": args.model, "dataset": dataset, **metrics}, os.path.join(args.output_dir, "frames.json"))
     for kind, values in metrics.items():
         spread = ", ".join(f"{k} std {v['std']:.3g}" for k, v in values.items())
         print(f"{kind}: {spread}")

@@ -1,9 +1,14 @@
 """Shared test set-up: real data from ../shared/data, a private cache, never the network."""
 
 import os
+import sys
 import tempfile
 
 import pytest
+
+# The reproduce/ scripts import their shared code as `common` (reproduce/common/), the
+# folder of the running script being first on the path; the tests import it the same way.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reproduce"))
 
 SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
 os.environ["KERAS_ACE_OFFLINE"] = "1"

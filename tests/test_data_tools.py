@@ -87,7 +87,7 @@ class TestRTSMnist:
     def test_truth_geometry_matches_frame_geometry(self, digits):
         """A theta built from the ground truth reads back as that truth (same conventions)."""
         from data_tools.distortions import truth_geometry
-        from keras_ace.experiments import learned_geometry
+        from common.metrics import learned_geometry
 
         _, _, truth = data_tools.make_rts_mnist(*digits, seed=3)
         a, s = np.deg2rad(truth["angle"]), truth["scale"]

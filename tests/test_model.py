@@ -163,6 +163,13 @@ class TestConstruction:
             tiny_ace(symmetry=None).control(x, translate=(1, 0))
 
 
+def test_symmetry_statistics_start_at_the_identity_frame():
+    """The symmetry net's heads start at zero: every image starts in the identity frame (theta = I)."""
+    x, _ = tiny_data(4)
+    theta = tiny_ace().symmetry_statistics(x)["theta"]
+    np.testing.assert_allclose(theta, np.tile(keras_ace.layers.IDENTITY_THETA, (4, 1)), atol=1e-6)
+
+
 def test_classifier_input_offset_centres_the_pixels():
     """CIFAR10's classifier sees x - 0.5; the MNIST presets keep x (Appendix A)."""
     plain, centred = tiny_ace(symmetry=None), tiny_ace(symmetry=None, classifier_input_offset=-0.5)

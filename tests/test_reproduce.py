@@ -10,6 +10,9 @@ import sys
 import matplotlib.image
 import pytest
 
+from common import config as run_config
+from common import metrics as run_metrics
+from common import runs
 from tests.conftest import requires_cifar10
 from tests.conftest import requires_mnist
 
@@ -85,12 +88,11 @@ def test_panels_train_one_at_a_time(tmp_path):
     assert {"fig1_mnist", "fig1_rts_mnist"} <= set(metrics)
     assert metrics["fig1_mnist"]["training_epochs"] == 1 and metrics["fig1_mnist"]["training_wall_time_s"] > 0
     # A panel whose recorded settings differ from the run's is not carried over.
-    from keras_ace import experiments
 
-    config = experiments.RunConfig.from_args("fig1", experiments.add_arguments(argparse.ArgumentParser(), "fig1").parse_args(TINY))
+    config = run_config.RunConfig.from_args("fig1", run_config.add_arguments(argparse.ArgumentParser(), "fig1").parse_args(TINY))
     config = dataclasses.replace(config, output_dir=str(out))
-    assert experiments.trained_with("fig1_mnist", config)
-    assert not experiments.trained_with("fig1_mnist", dataclasses.replace(config, seed=1))
+    assert runs.trained_with("fig1_mnist", config)
+    assert not runs.trained_with("fig1_mnist", dataclasses.replace(config, seed=1))
 
 
 @requires_cifar10
@@ -110,7 +112,6 @@ def test_cifar10_figures(figure, tmp_path):
 
 
 def test_table_puts_figure_1_next_to_figure_2(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "reproduce"))
     import table
 
     def panel(error, **extra):
@@ -128,15 +129,14 @@ def test_table_puts_figure_1_next_to_figure_2(tmp_path, capsys):
 
 
 def test_epochs_per_data_set():
-    from keras_ace import experiments
 
-    parser = experiments.add_arguments(argparse.ArgumentParser(), "fig2")
-    config = experiments.RunConfig.from_args("fig2", parser.parse_args(["--epochs", "mnist=4,rts_mnist=8"]))
+    parser = run_config.add_arguments(argparse.ArgumentParser(), "fig2")
+    config = run_config.RunConfig.from_args("fig2", parser.parse_args(["--epochs", "mnist=4,rts_mnist=8"]))
     assert config.for_dataset("mnist").epochs == 4 and config.for_dataset("rts_mnist").epochs == 8
-    assert config.for_dataset("tc_mnist").epochs == experiments.DEFAULT_EPOCHS
-    quick = experiments.RunConfig.from_args("fig2", parser.parse_args(["--quick", "--epochs", "mnist=3"]))
-    assert quick.for_dataset("mnist").epochs == 3 and quick.for_dataset("rts_mnist").epochs == experiments.QUICK_EPOCHS["rts_mnist"]
-    assert experiments.RunConfig.from_args("fig2", parser.parse_args(["--epochs", "6"])).for_dataset("tc_mnist").epochs == 6
+    assert config.for_dataset("tc_mnist").epochs == run_config.DEFAULT_EPOCHS
+    quick = run_config.RunConfig.from_args("fig2", parser.parse_args(["--quick", "--epochs", "mnist=3"]))
+    assert quick.for_dataset("mnist").epochs == 3 and quick.for_dataset("rts_mnist").epochs == run_config.QUICK_EPOCHS["rts_mnist"]
+    assert run_config.RunConfig.from_args("fig2", parser.parse_args(["--epochs", "6"])).for_dataset("tc_mnist").epochs == 6
     for bad in ("svhn=3", "mnist=four", "mnist:3"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--epochs", bad])
@@ -145,15 +145,14 @@ def test_epochs_per_data_set():
 def test_background_saturation_reads_the_outer_ring():
     import numpy as np
 
-    from keras_ace.experiments import background_saturation
 
     grey = np.full((2, 32, 32, 3), 0.5, np.float32)
-    assert background_saturation(grey) == 0.0
+    assert run_metrics.background_saturation(grey) == 0.0
     red_ring, red_centre = grey.copy(), grey.copy()
     red_ring[:, :, :4] = (1.0, 0.0, 0.0)  # the left 4 columns: 128 of the ring's 448 pixels
     red_centre[:, 4:-4, 4:-4] = (1.0, 0.0, 0.0)
-    assert background_saturation(red_ring) == pytest.approx(4 * 32 / (32 * 32 - 24 * 24))
-    assert background_saturation(red_centre) == 0.0
+    assert run_metrics.background_saturation(red_ring) == pytest.approx(4 * 32 / (32 * 32 - 24 * 24))
+    assert run_metrics.background_saturation(red_centre) == 0.0
 
 
 @requires_mnist
@@ -174,30 +173,28 @@ def test_resume_skips_a_finished_panel(tmp_path, monkeypatch):
     """A rerun loads the saved panel instead of training it again."""
     import keras
 
-    from keras_ace import experiments
     from tests.test_model import tiny_ace
 
-    config = experiments.RunConfig(figure="fig2", output_dir=str(tmp_path))
+    config = run_config.RunConfig(figure="fig2", output_dir=str(tmp_path))
     tiny_ace((28, 28, 1)).save(str(tmp_path / "fig2_mnist.keras"))
-    experiments.write_json(experiments.panel_settings("fig2_mnist", config), str(tmp_path / "fig2_mnist.settings.json"))
-    monkeypatch.setattr(experiments, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
-    model = experiments.train_panel("fig2_mnist", config)
+    run_config.write_json(runs.panel_settings("fig2_mnist", config), str(tmp_path / "fig2_mnist.settings.json"))
+    monkeypatch.setattr(runs, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
+    model = runs.train_panel("fig2_mnist", config)
     assert isinstance(model, keras.Model) and model.image_shape == (28, 28, 1)
 
 
 def test_a_model_trained_with_other_settings_is_not_reused(tmp_path, monkeypatch):
-    from keras_ace import experiments
     from tests.test_model import tiny_ace
 
-    config = experiments.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=3)
+    config = run_config.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=3)
     tiny_ace((28, 28, 1)).save(str(tmp_path / "fig2_mnist.keras"))
-    monkeypatch.setattr(experiments, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
-    with pytest.raises(experiments.StaleModelError, match="no record of its settings"):
-        experiments.train_panel("fig2_mnist", config)
-    experiments.write_json(experiments.panel_settings("fig2_mnist", config), str(tmp_path / "fig2_mnist.settings.json"))
-    other = experiments.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=5, overrides={"decoder_units": 8})
-    with pytest.raises(experiments.StaleModelError, match=r"epochs 3 \(now 5\), overrides \{\} \(now \{'decoder_units': 8\}\)"):
-        experiments.train_panel("fig2_mnist", other)
+    monkeypatch.setattr(runs, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
+    with pytest.raises(runs.StaleModelError, match="no record of its settings"):
+        runs.train_panel("fig2_mnist", config)
+    run_config.write_json(runs.panel_settings("fig2_mnist", config), str(tmp_path / "fig2_mnist.settings.json"))
+    other = run_config.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=5, overrides={"decoder_units": 8})
+    with pytest.raises(runs.StaleModelError, match=r"epochs 3 \(now 5\), overrides \{\} \(now \{'decoder_units': 8\}\)"):
+        runs.train_panel("fig2_mnist", other)
 
 
 @requires_mnist
@@ -210,13 +207,12 @@ def test_an_interrupted_panel_resumes_from_its_last_epoch(tmp_path, monkeypatch)
     """
     import keras
 
-    from keras_ace import experiments
 
     small = {"encoder_units": [8, 8], "decoder_units": 8, "classifier_filters": [2, 2, 2], "classifier_units": 4,
              "ssn_filters": [2, 2], "ssn_units": 4}
 
     def config(folder):
-        return experiments.RunConfig(figure="fig2", output_dir=str(folder), epochs=3, train_size=40, test_size=20,
+        return run_config.RunConfig(figure="fig2", output_dir=str(folder), epochs=3, train_size=40, test_size=20,
                                      overrides=small, seed=5)
 
     class Interrupt(keras.callbacks.Callback):
@@ -227,14 +223,14 @@ def test_an_interrupted_panel_resumes_from_its_last_epoch(tmp_path, monkeypatch)
     real_fit = keras.Model.fit
     monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: real_fit(self, *a, callbacks=[*callbacks, Interrupt()], **k))
     with pytest.raises(KeyboardInterrupt):
-        experiments.train_panel("fig2_mnist", config(tmp_path / "split"))
+        runs.train_panel("fig2_mnist", config(tmp_path / "split"))
     monkeypatch.setattr(keras.Model, "fit", real_fit)
-    resumed = experiments.train_panel("fig2_mnist", config(tmp_path / "split"))
+    resumed = runs.train_panel("fig2_mnist", config(tmp_path / "split"))
     history = (tmp_path / "split" / "history_fig2_mnist.csv").read_text().strip().splitlines()
     assert len(history) == 1 + 3  # header and the three epochs, across the interruption
     # One step per epoch, none repeated: the resumed run restored the optimizer after epoch 2.
     assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 3
     # The wall time of training is summed across the interruption.
-    record = experiments.training_record("fig2_mnist", str(tmp_path / "split"))
+    record = runs.training_record("fig2_mnist", str(tmp_path / "split"))
     assert record["epochs"] == 3 and len(record["epoch_wall_times_s"]) == 3
     assert record["wall_time_s"] == pytest.approx(sum(record["epoch_wall_times_s"]))

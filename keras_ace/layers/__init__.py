@@ -10,4 +10,3 @@ from keras_ace.layers.spatial_transformer import IDENTITY_THETA
 from keras_ace.layers.spatial_transformer import InverseAffine
 from keras_ace.layers.spatial_transformer import SpatialTransformer
 from keras_ace.layers.spatial_transformer import frame_geometry
-from keras_ace.layers.spatial_transformer import localization_net

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_ace.api_export import keras_ace_export
+from keras_ace.backend_ops import guard_determinant
 
 
 def invert_3x3(matrix, min_determinant=1e-3):
@@ -17,9 +18,7 @@ def invert_3x3(matrix, min_determinant=1e-3):
         ]
         for i in range(3)
     ]
-    det = m[0][0] * cofactor[0][0] + m[0][1] * cofactor[0][1] + m[0][2] * cofactor[0][2]
-    sign = ops.where(det < 0, -ops.ones_like(det), ops.ones_like(det))
-    det = ops.where(ops.abs(det) < min_determinant, sign * min_determinant, det)
+    det = guard_determinant(m[0][0] * cofactor[0][0] + m[0][1] * cofactor[0][1] + m[0][2] * cofactor[0][2], min_determinant)
     # inverse = adjugate / det, adjugate = cofactor transposed
     rows = [ops.stack([cofactor[j][i] / det for j in range(3)], axis=-1) for i in range(3)]
     return ops.stack(rows, axis=1)

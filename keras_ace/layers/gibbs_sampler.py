@@ -87,9 +87,9 @@ class GibbsSampler(keras.layers.Layer):
             return loc
         return loc + self.scale(log_scale) * self.noise(ops.shape(loc))
 
-    def sample_prior(self, shape):
-        """A draw from the prior (the creative regime)."""
-        return self.prior_scale * self.noise(shape)
+    def sample_prior(self, shape, seed=None):
+        """A draw from the prior (the creative regime); `seed` as in `noise`."""
+        return self.prior_scale * self.noise(shape, seed=seed)
 
     def kl_divergence(self, loc, log_scale):
         """Closed-form KL(posterior || prior), summed over the last axis: shape (B, ...)."""

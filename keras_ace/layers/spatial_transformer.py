@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from keras_ace.api_export import keras_ace_export
+from keras_ace.backend_ops import guard_determinant
 from keras_ace.initializers import paper_conv2d
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -184,9 +185,7 @@ class InverseAffine(keras.layers.Layer):
 def invert_theta(theta, min_determinant=1e-3):
     """The closed-form inverse of (B, 6) affine parameters (see `InverseAffine`)."""
     a, b, tx, c, d, ty = [theta[:, i] for i in range(6)]
-    det = a * d - b * c
-    sign = ops.where(det < 0, -ops.ones_like(det), ops.ones_like(det))
-    det = ops.where(ops.abs(det) < min_determinant, sign * min_determinant, det)
+    det = guard_determinant(a * d - b * c, min_determinant)
     ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
     return ops.stack([ia, ib, -(ia * tx + ib * ty), ic, id_, -(ic * tx + id_ * ty)], axis=1)
 
@@ -200,31 +199,6 @@ def localization_trunk(filters, kernel_size, units, name="localization"):
     layers.append(keras.layers.Flatten(name=f"{name}_flatten"))
     layers.append(keras.layers.Dense(units, activation="relu", name=f"{name}_dense"))
     return layers
-
-
-def identity_theta_head(name="theta"):
-    """A dense layer that outputs the identity transform until it learns otherwise."""
-    return keras.layers.Dense(
-        6,
-        kernel_initializer="zeros",
-        bias_initializer=keras.initializers.Constant(IDENTITY_THETA),
-        name=name,
-    )
-
-
-def localization_net(filters=(20, 20), kernel_size=5, units=50, name="localization"):
-    """The localisation net of DESIGN.md: images (B, H, W, C) -> theta (B, 6).
-
-    MNIST sizes by default (conv 20 5x5, pool, conv 20 5x5, pool, dense 50, dense 6); the
-    last layer starts at the identity transform (zero kernel, identity bias).
-
-    Example:
-    >>> net = localization_net()
-    >>> theta = net(np.zeros((2, 42, 42, 1), "float32"))  # doctest: +SKIP
-    """
-    return keras.Sequential(
-        localization_trunk(filters, kernel_size, units, name) + [identity_theta_head(f"{name}_theta")], name=name
-    )
 
 
 def frame_geometry(theta, image_size):

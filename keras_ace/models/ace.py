@@ -590,9 +590,6 @@ class ACE(keras.Model):
     def _seed_generator(self, seed):
         return keras.random.SeedGenerator(seed) if seed is not None else self.latent_sampler.seed_generator
 
-    def _prior_draw(self, shape, scale, seed_generator):
-        return scale * self.latent_sampler.noise(shape, seed=seed_generator)
-
     def classify(self, x, batch_size=250):
         """Class probabilities (N, K) of images (N, H, W, C)."""
         return np.concatenate(
@@ -727,7 +724,7 @@ class ACE(keras.Model):
         if frames == "fitted":
             u = self.frame_prior(keras.random.normal(shape, seed=generator))
         else:
-            u = self._prior_draw(shape, 1.0, generator)
+            u = self.symmetry_sampler.sample_prior(shape, seed=generator)
         return self.symmetry_parameters(u)
 
     def _in_random_frames(self, canonical, generator, frames):
@@ -784,7 +781,7 @@ class ACE(keras.Model):
         n = validation.check_count(n)
         frames = self._check_frames(frames)
         generator = self._seed_generator(seed)
-        z = self._prior_draw((n, self.latent_dim), self.prior_scale, generator)
+        z = self.latent_sampler.sample_prior((n, self.latent_dim), seed=generator)
         images = self.decode(z, ops.full((n,), class_id, dtype="int32"))
         if self.symmetry is not None:
             images = self._in_random_frames(images, generator, frames)

@@ -17,18 +17,19 @@ CLASSIFIER = {"classifier_filters": (32, 64, 128), "classifier_units": 700, "inp
 MNIST_SSN = {"ssn_filters": (20, 20), "ssn_kernel_size": 5, "ssn_units": 50}
 # Figure 3: "32-64 3x3 filters ... fully-connected layer of size 128".
 CIFAR10_SSN = {"ssn_filters": (32, 64), "ssn_kernel_size": 3, "ssn_units": 128}
-DENSE_AE = {"encoder": "dense", "encoder_units": (2048, 2048), "decoder_units": 2048}
-CONV_AE = {"encoder": "conv", "conv_filters": (32, 64), "decoder_units": 1500}
+DENSE_AE = {"encoder": "dense", "encoder_units": (2048, 2048), "decoder_units": 2048, "sampling": "gaussian"}
+# Figure 4: "Layer size 2048 is reduced to 1500 in the auto-encoder, Laplacian sampling".
+CONV_AE = {"encoder": "conv", "conv_filters": (32, 64), "decoder_units": 1500, "sampling": "laplacian"}
+AUTO_ENCODERS = {"dense": DENSE_AE, "conv": CONV_AE}
 
 
-def _mnist_family(dataset, symmetry):
+def _mnist_family(dataset, symmetry, auto_encoder=DENSE_AE):
     return {
         "dataset": dataset,
         "image_shape": IMAGE_SHAPES[dataset],
         "symmetry": symmetry,
         "latent_dim": 1,
-        "sampling": "gaussian",
-        **DENSE_AE,
+        **auto_encoder,
         **CLASSIFIER,
         **MNIST_SSN,
     }
@@ -40,13 +41,12 @@ def _mnist_family(dataset, symmetry):
 CIFAR10_CLASSIFIER_INPUT = {"classifier_input_offset": -0.5}
 
 
-def _cifar10(symmetry, auto_encoder, sampling):
+def _cifar10(symmetry, auto_encoder):
     return {
         "dataset": "cifar10",
         "image_shape": IMAGE_SHAPES["cifar10"],
         "symmetry": symmetry,
         "latent_dim": 2,
-        "sampling": sampling,
         **auto_encoder,
         **CLASSIFIER,
         **CIFAR10_CLASSIFIER_INPUT,
@@ -61,8 +61,24 @@ PRESETS = {
     "fig2_mnist": _mnist_family("mnist", "spatial"),
     "fig2_rts_mnist": _mnist_family("rts_mnist", "spatial"),
     "fig2_tc_mnist": _mnist_family("tc_mnist", "spatial"),
-    "fig3_cifar10": _cifar10(None, DENSE_AE, "gaussian"),
-    "fig3_cifar10_sss": _cifar10("spatial", DENSE_AE, "gaussian"),
-    "fig4_cifar10_spatial": _cifar10("spatial", CONV_AE, "laplacian"),
-    "fig4_cifar10_spatial_color": _cifar10("spatial_color", CONV_AE, "laplacian"),
+    "fig3_cifar10": _cifar10(None, DENSE_AE),
+    "fig3_cifar10_sss": _cifar10("spatial", DENSE_AE),
+    "fig4_cifar10_spatial": _cifar10("spatial", CONV_AE),
+    "fig4_cifar10_spatial_color": _cifar10("spatial_color", CONV_AE),
 }
+
+
+def paper_settings(dataset, encoder="dense"):
+    """Appendix A's ACE for a data set and encoder, with its symmetry statistics (what `build_ace` starts from).
+
+    The MNIST family: Figure 2's net (spatial symmetry statistics); CIFAR10: Figure 3's
+    right panel (dense, spatial) or Figure 4's right panel (conv, spatial and colour).
+    A conv encoder on an MNIST data set takes Figure 4's auto-encoder.
+    """
+    if encoder not in AUTO_ENCODERS:
+        raise ValueError(f"Unknown encoder. Expected one of {tuple(AUTO_ENCODERS)}. Received: encoder={encoder!r}")
+    if dataset == "cifar10":
+        return _cifar10("spatial_color" if encoder == "conv" else "spatial", AUTO_ENCODERS[encoder])
+    if dataset not in IMAGE_SHAPES:
+        raise ValueError(f"Unknown dataset. Expected one of {tuple(IMAGE_SHAPES)}. Received: dataset={dataset!r}")
+    return _mnist_family(dataset, "spatial", AUTO_ENCODERS[encoder])

@@ -1,0 +1,1 @@
+"""What the `reproduce/` scripts share; figure-only code, kept out of the `keras_ace` library."""

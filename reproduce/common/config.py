@@ -1,0 +1,168 @@
+"""How a figure run is configured: quick and full mode, the command line, the data it reads."""
+
+import dataclasses
+import json
+import os
+
+
+
+# Appendix A trains with batches of 250; the paper gives no epoch count.
+DEFAULT_EPOCHS = 50
+
+
+# Quick mode: a CPU run of minutes. The MNIST family keeps Appendix A's sizes and
+# spends the budget on steps: narrowed layers trained for a few hundred steps draw
+# blobs, while 240 full-size steps on RTS MNIST already draw clean digits
+# (docs/results.md). On a 2-core CPU a full-size step takes about 0.65 s (MNIST),
+# 1.35 s (RTS) and 2.75 s (TC), so the budget goes to MNIST 120 steps and RTS 240 (one
+# epoch on the first 30,000 / 60,000 training images); TC MNIST, which 80 steps leave
+# at 86 % test error, is drawn in full mode only.
+# CIFAR10 keeps narrowed layers on a subset: at full size a CPU cannot train it far
+# in minutes either way.
+QUICK = {
+    "train_size": None,  # per data set: QUICK_TRAIN_SIZES
+    "test_size": 2000,
+    "epochs": None,  # per data set: QUICK_EPOCHS
+    "samples_per_class": 100,
+    "judge_epochs": 2,
+    "judge_train_size": 12000,
+    "overrides": {},
+}
+
+
+QUICK_EPOCHS = {"mnist": 1, "rts_mnist": 1, "tc_mnist": 1, "cifar10": 5}
+
+
+QUICK_SKIPPED_DATASETS = ("tc_mnist",)
+
+
+QUICK_TRAIN_SIZES = {"mnist": 30000, "rts_mnist": 60000, "tc_mnist": 20000, "cifar10": 12000}
+
+
+QUICK_CIFAR10 = {
+    "overrides": {
+        "encoder_units": (256, 256),
+        "decoder_units": 256,
+        "classifier_filters": (16, 32, 64),
+        "classifier_units": 128,
+    },
+}
+
+
+FULL = {
+    "train_size": None,
+    "test_size": None,
+    "epochs": DEFAULT_EPOCHS,
+    "samples_per_class": 1000,
+    "judge_epochs": 5,
+    "judge_train_size": None,
+    "overrides": {},
+}
+
+
+# Bump when a change makes earlier saved panels unfit to reuse (checked by check_settings).
+LAYOUT_VERSION = 2
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The resolved settings of one figure run (written to `config.json`)."""
+
+    figure: str
+    output_dir: str
+    quick: bool = False
+    epochs: int = DEFAULT_EPOCHS  # or {data set: epochs}; None: the mode's default (quick: QUICK_EPOCHS)
+    seed: int = 0
+    data_dir: str = None
+    train_size: int = None
+    test_size: int = None
+    samples_per_class: int = 1000
+    judge_epochs: int = 5
+    judge_train_size: int = None
+    overrides: dict = dataclasses.field(default_factory=dict)
+    distribution: str = None
+    from_models: str = None
+    panels: tuple = None  # None: every panel of the figure
+
+    def for_dataset(self, dataset):
+        """The settings one panel trains with: per-data-set epochs (and quick mode's sizes) resolved."""
+        epochs = self.epochs.get(dataset) if isinstance(self.epochs, dict) else self.epochs
+        if not self.quick:
+            return dataclasses.replace(self, epochs=epochs or DEFAULT_EPOCHS)
+        changes = {"epochs": epochs or QUICK_EPOCHS[dataset], "train_size": self.train_size or QUICK_TRAIN_SIZES[dataset]}
+        if dataset == "cifar10":
+            changes["overrides"] = {**QUICK_CIFAR10["overrides"], **self.overrides}
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_args(cls, figure, args):
+        mode = dict(QUICK if args.quick else FULL)
+        for key in ("epochs", "train_size", "test_size", "samples_per_class", "judge_epochs", "judge_train_size"):
+            if getattr(args, key, None) is not None:
+                mode[key] = getattr(args, key)
+        overrides = {**mode.pop("overrides"), **json.loads(args.overrides or "{}")}
+        return cls(
+            figure=figure,
+            output_dir=args.output_dir or os.path.join("results", figure),
+            quick=args.quick,
+            seed=args.seed,
+            data_dir=args.data_dir,
+            overrides=overrides,
+            distribution=args.distribution,
+            from_models=args.from_models,
+            panels=tuple(args.panels) if args.panels else None,
+            **mode,
+        )
+
+
+def epochs_argument(text):
+    """`--epochs`: `8` for every panel, or `mnist=4,rts_mnist=8` per data set (the others: the default)."""
+    import argparse
+
+    from data_tools.datasets import DATASETS
+
+    try:
+        if "=" not in text:
+            return int(text)
+        epochs = {name.strip(): int(n) for name, n in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or DATASET=N,... Received: {text!r}")
+    unknown = set(epochs) - set(DATASETS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown data set {sorted(unknown)}. Expected some of {DATASETS}")
+    return epochs
+
+
+def add_arguments(parser, figure, panels=()):
+    """The command-line flags every figure script shares (`panels`: the figure's)."""
+    parser.add_argument("--quick", action="store_true", help="a CPU run of minutes (Appendix A sizes, few epochs)")
+    parser.add_argument("--epochs", type=epochs_argument, metavar="N|DATASET=N,...",
+                        help=f"training epochs, for every panel or per data set, e.g. mnist=4,rts_mnist=8 "
+                        f"(default {DEFAULT_EPOCHS}, quick {QUICK_EPOCHS})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", help=f"default results/{figure}/")
+    parser.add_argument("--data-dir", help="folder with mnist.npz / cifar10-jpeg.zip (else KERAS_ACE_DATA, cache, download)")
+    parser.add_argument("--train-size", type=int, help="use the first N training images")
+    parser.add_argument("--test-size", type=int, help="use the first N test images")
+    parser.add_argument("--samples-per-class", type=int, help="samples judged per class (default 1000)")
+    parser.add_argument("--judge-epochs", type=int, help="epochs of the independent judge CNN (default 5, quick 2)")
+    parser.add_argument("--judge-train-size", type=int, help="training images of the judge CNN (default all, quick 12000)")
+    parser.add_argument("--overrides", help='JSON of ACE arguments, e.g. \'{"decoder_units": 512}\'')
+    parser.add_argument("--distribution", choices=["data_parallel"], help="train on every local device")
+    parser.add_argument("--from-models", metavar="DIR", help="redraw the figure from the .keras models in DIR, no training")
+    parser.add_argument("--panels", nargs="+", choices=panels or None, metavar="PANEL",
+                        help=f"train and draw only these panels (default all: {' '.join(panels)}); "
+                        "metrics.json keeps the other panels' numbers")
+    return parser
+
+
+def load_split(dataset, split, size, data_dir):
+    from data_tools import load_dataset
+
+    x, y = load_dataset(dataset, split, data_dir)
+    return (x[:size], y[:size]) if size else (x, y)
+
+
+def write_json(data, path):
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))

@@ -1,0 +1,99 @@
+"""One figure script from end to end: train or load its panels, draw, measure, write the files."""
+
+import dataclasses
+import json
+import os
+
+import keras
+
+from data_tools.pictures import save_annotated_png
+from data_tools.pictures import save_png
+from data_tools.pictures import side_by_side
+from keras_ace.models.presets import PRESETS
+from common.config import QUICK_SKIPPED_DATASETS
+from common.config import RunConfig
+from common.config import add_arguments
+from common.config import write_json
+from common.metrics import machine
+from common.metrics import panel_metrics
+from common.pictures import manifold_values
+from common.pictures import panel_title
+from common.pictures import save_curves
+from common.runs import StaleModelError
+from common.runs import TrainingStopped
+from common.runs import load_panel
+from common.runs import panel_steps
+from common.runs import train_panel
+from common.runs import trained_with
+
+
+def run_figure(config, panels, picture):
+    """Trains (or loads) each panel, writes `<figure>.png`, `config.json` and `metrics.json`.
+
+    With `config.from_models`, loads the panels from that folder and only redraws.
+    """
+    import time
+
+    start = time.time()
+    os.makedirs(config.output_dir, exist_ok=True)
+    panels = [p for p in panels if config.panels is None or p in config.panels]
+    skipped = [p for p in panels if config.quick and PRESETS[p]["dataset"] in QUICK_SKIPPED_DATASETS]
+    panels = [p for p in panels if p not in skipped]
+    if skipped:
+        print(f"Quick mode leaves out {', '.join(skipped)} (full mode draws it).", flush=True)
+    if config.from_models:
+        models = [load_panel(p, config.from_models) for p in panels]
+    else:
+        models = [train_panel(p, config) for p in panels]
+    png = os.path.join(config.output_dir, f"{config.figure}.png")
+    grids = [manifold_values(m, p, config) for p, m in zip(panels, models)]
+    pictures = picture(models, grids)
+    save_png(side_by_side(pictures), png)
+    print(f"Wrote {png}", flush=True)
+    if config.from_models:
+        return None
+    metrics = {p: panel_metrics(m, p, config, g) for p, m, g in zip(panels, models, grids)}
+    figure_metrics = os.path.join(config.output_dir, "metrics.json")
+    if config.panels is not None and os.path.exists(figure_metrics):
+        # The panels not trained now keep their numbers (their models are in this folder).
+        earlier = json.load(open(figure_metrics))
+        kept = {p: earlier[p] for p in earlier if p in PRESETS and p not in metrics and trained_with(p, config)}
+        metrics = {**kept, **metrics}
+    metrics["wall_time_s"] = time.time() - start
+    caption = (f"{config.figure}{' quick mode' if config.quick else ''}: "
+               + "; ".join(f"{p} {panel_steps(p, config)} steps" for p in panels)
+               + f"; {metrics['wall_time_s'] / 60:.1f} min on {keras.backend.backend()}. Samples and grids judged by an "
+               "independent CNN: the fraction recognised as their class (chance 10%).")
+    if skipped:
+        caption += f" Not in quick mode: {', '.join(skipped)}."
+    if config.quick and any(g is not None for g in grids):
+        caption += ("\nQuick mode: each row spans its class's own latent range (central 96% of its training "
+                    "posterior means), not the paper's [-4, 4], which a few hundred steps do not yet fill.")
+    annotated = os.path.join(config.output_dir, f"{config.figure}_annotated.png")
+    save_annotated_png(pictures, [panel_title(p, metrics[p]) for p in panels], caption, annotated)
+    metrics["machine"] = machine()
+    write_json(dataclasses.asdict(config), os.path.join(config.output_dir, "config.json"))
+    write_json(metrics, figure_metrics)
+    save_curves(panels, config.output_dir, os.path.join(config.output_dir, "curves.png"))
+    for p in panels:
+        m = metrics[p]
+        extra = f", grid plausibility {m['grid_plausibility']:.1%}" if "grid_plausibility" in m else ""
+        print(f"{p} ({panel_steps(p, config)} steps): test error {m['test_classification_error']:.2%}, NLL bound {m['test_nll_bound_nats']:.1f} nats, "
+              f"sample plausibility {m['sample_plausibility']:.1%} (judge {m['judge_test_accuracy']:.1%}){extra}")
+    return metrics
+
+
+def main(figure, panels, picture, description, argv=None):
+    """The whole command line of a figure script."""
+    import argparse
+
+    from data_tools.sources import DataNotFoundError
+
+    parser = add_arguments(argparse.ArgumentParser(description=description), figure, panels)
+    config = RunConfig.from_args(figure, parser.parse_args(argv))
+    try:
+        run_figure(config, panels, picture)
+    except (DataNotFoundError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
+        # Errors of the user's data, folders or run: one line, no traceback.
+        parser.exit(2, f"{figure}: error: {error}\n")
+    return 0

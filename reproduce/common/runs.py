@@ -1,0 +1,154 @@
+"""Training a figure panel with resume, and refusing a folder trained with other settings."""
+
+import json
+import math
+import os
+import shutil
+
+import keras
+
+from keras_ace.models.presets import PRESETS
+from keras_ace.training import StopOnSkippedStep
+from keras_ace.training import TRAIN_SIZES
+from keras_ace.training import TrainingConfig
+from keras_ace.training import from_preset
+from common.config import LAYOUT_VERSION
+from common.config import load_split
+from common.config import write_json
+
+
+class TrainingStopped(RuntimeError):
+    """A figure run stopped on a non-finite step; its message says where."""
+
+
+def train_panel(preset, config, verbose=2):
+    """Trains one preset (or loads it when its `.keras` file exists); resumes after interruption.
+
+    The model is saved as `<output_dir>/<preset>.keras`; while training, a
+    `BackupAndRestore` folder `<output_dir>/backup_<preset>` lets a rerun continue
+    from the last finished epoch.
+    """
+    os.makedirs(config.output_dir, exist_ok=True)
+    path = os.path.join(config.output_dir, f"{preset}.keras")
+    dataset = PRESETS[preset]["dataset"]
+    config = config.for_dataset(dataset)
+    settings = check_settings(preset, config)
+    if os.path.exists(path):
+        return keras.saving.load_model(path)
+    backup = os.path.join(config.output_dir, f"backup_{preset}")
+    history = os.path.join(config.output_dir, f"history_{preset}.csv")
+    if not os.path.exists(backup) and os.path.exists(history):
+        os.remove(history)  # a fresh start: the old history belongs to no model here
+    write_json(settings, os.path.join(config.output_dir, f"{preset}.settings.json"))
+    x, y = load_split(dataset, "train", config.train_size, config.data_dir)
+    x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
+    training = TrainingConfig.for_dataset(dataset, steps_per_epoch=math.ceil(len(x) / TrainingConfig.batch_size))
+    keras.utils.set_random_seed(config.seed)
+    model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
+    print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
+    stop = StopOnSkippedStep()
+    clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=os.path.exists(backup))
+    model.fit(
+        x,
+        y,
+        batch_size=training.batch_size,
+        epochs=config.epochs,
+        validation_data=(x_test, y_test),
+        callbacks=[
+            keras.callbacks.BackupAndRestore(backup),
+            # Appends, so that a resumed run keeps the epochs before the interruption.
+            keras.callbacks.CSVLogger(history, append=True),
+            clock,
+            stop,
+        ],
+        verbose=verbose,
+    )
+    if stop.stopped_at is not None:
+        raise TrainingStopped(f"{preset}: {stop.message()}")
+    model.save(path)
+    shutil.rmtree(backup, ignore_errors=True)
+    return model
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Writes the finished epochs and their wall time to a JSON file, summed across resumes."""
+
+    def __init__(self, path, resumed):
+        super().__init__()
+        self.path = path
+        self.record = json.load(open(path)) if resumed and os.path.exists(path) else {"epoch_wall_times_s": []}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import time
+
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import time
+
+        times = self.record["epoch_wall_times_s"][:epoch] + [time.time() - self._start]
+        self.record = {"epochs": len(times), "wall_time_s": float(sum(times)), "epoch_wall_times_s": times}
+        write_json(self.record, self.path)
+
+
+def training_record(preset, output_dir):
+    """What `TrainingClock` wrote for a panel: epochs and wall time (empty if not recorded)."""
+    path = os.path.join(output_dir, f"{preset}.training.json")
+    return json.load(open(path)) if os.path.exists(path) else {}
+
+
+class StaleModelError(ValueError):
+    """A saved model or backup in the output folder was trained with other settings."""
+
+
+def panel_settings(preset, config):
+    """What decides a panel's weights, as JSON data (`<preset>.settings.json`)."""
+    return json.loads(json.dumps(
+        {"preset": preset, "epochs": config.epochs, "train_size": config.train_size, "seed": config.seed,
+         "overrides": config.overrides, "keras_ace_layout": LAYOUT_VERSION},
+        default=lambda o: list(o) if isinstance(o, tuple) else str(o),
+    ))
+
+
+def check_settings(preset, config):
+    """The settings that decide a panel's weights; refuses a folder trained with others.
+
+    A finished `<preset>.keras` or a `backup_<preset>` folder is reused only when
+    `<preset>.settings.json` beside it records the same settings.
+    """
+    settings = panel_settings(preset, config)
+    folder = config.output_dir
+    recorded = os.path.join(folder, f"{preset}.settings.json")
+    existing = [p for p in (os.path.join(folder, f"{preset}.keras"), os.path.join(folder, f"backup_{preset}")) if os.path.exists(p)]
+    if existing:
+        old = json.load(open(recorded)) if os.path.exists(recorded) else None
+        if old != settings:
+            differences = "no record of its settings" if old is None else ", ".join(
+                f"{k} {old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v
+            )
+            raise StaleModelError(
+                f"{existing[0]} was trained with other settings: {differences}. Delete it, or choose another "
+                f"--output-dir, to train {preset} afresh."
+            )
+    return settings
+
+
+def trained_with(preset, config):
+    """Whether the panel's model in the output folder was trained with `config`'s settings."""
+    recorded = os.path.join(config.output_dir, f"{preset}.settings.json")
+    dataset_config = config.for_dataset(PRESETS[preset]["dataset"])
+    return os.path.exists(recorded) and json.load(open(recorded)) == panel_settings(preset, dataset_config)
+
+
+def load_panel(preset, directory):
+    path = os.path.join(directory, f"{preset}.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--from-models: no model {path}; train it first (without --from-models).")
+    return keras.saving.load_model(path)
+
+
+def panel_steps(preset, config):
+    """Training steps of a panel: epochs x batches per epoch."""
+    resolved = config.for_dataset(PRESETS[preset]["dataset"])
+    size = resolved.train_size or TRAIN_SIZES[PRESETS[preset]["dataset"]]
+    return resolved.epochs * math.ceil(size / TrainingConfig.batch_size)
