@@ -167,6 +167,11 @@ def test_control_script(tmp_path):
             "requested_scale_vs_measured_spread_ratio_median"} <= set(metrics)
     # A saved model can be given instead of training one.
     run("control.py", "--model", str(out / "fig2_rts_mnist.keras"), "--count", "2", "--output-dir", str(tmp_path / "again"))
+    # The frames of sample() against the data's, on the same model.
+    run("frames.py", "--model", str(out / "fig2_rts_mnist.keras"), "--count", "50", "--output-dir", str(tmp_path / "frames"))
+    frames = json.loads((tmp_path / "frames" / "frames.json").read_text())
+    assert set(frames["data (ground truth)"]) == {"angle", "scale", "shift_x", "shift_y"}
+    assert "aspect" in frames["sample(), fitted frames"] and (tmp_path / "frames" / "frames.png").exists()
 
 
 def test_resume_skips_a_finished_panel(tmp_path, monkeypatch):
