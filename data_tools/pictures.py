@@ -56,8 +56,8 @@ def save_annotated_png(panels, titles, caption, path):
     height, width = image.shape[:2]
 
     def wrap(text, pixels):
-        # About 6.5 pixels per character of a 9-point font at 100 dpi.
-        return "\n".join(textwrap.fill(line, max(20, int(pixels / 6.5))) for line in text.split("\n")) if text else ""
+        # About 7 pixels per character of a 9-point font at 100 dpi (6.5 let long lines run off the edge).
+        return "\n".join(textwrap.fill(line, max(20, int(pixels / 7.2))) for line in text.split("\n")) if text else ""
 
     titles = [wrap(t, p.shape[1]) for t, p in zip(titles, panels)]
     caption = wrap(caption, width)

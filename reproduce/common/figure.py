@@ -25,6 +25,13 @@ from common.runs import load_panel
 from common.runs import panel_steps
 from common.runs import train_panel
 from common.runs import trained_with
+from common.runs import training_record
+
+
+def training_minutes(preset, output_dir):
+    """`" (N min of training)"` where the panel's training time was recorded, else `""`."""
+    record = training_record(preset, output_dir)
+    return f" ({record['wall_time_s'] / 60:.0f} min of training)" if record else ""
 
 
 def run_figure(config, panels, picture):
@@ -61,9 +68,9 @@ def run_figure(config, panels, picture):
         metrics = {**kept, **metrics}
     metrics["wall_time_s"] = time.time() - start
     caption = (f"{config.figure}{' quick mode' if config.quick else ''}: "
-               + "; ".join(f"{p} {panel_steps(p, config)} steps" for p in panels)
-               + f"; {metrics['wall_time_s'] / 60:.1f} min on {keras.backend.backend()}. Samples and grids judged by an "
-               "independent CNN: the fraction recognised as their class (chance 10%).")
+               + "; ".join(f"{p} {panel_steps(p, config)} steps{training_minutes(p, config.output_dir)}" for p in panels)
+               + f"; {metrics['wall_time_s'] / 60:.1f} min for this run on {keras.backend.backend()}. Samples and grids "
+               "judged by an independent CNN: the fraction recognised as their class (chance 10%).")
     if skipped:
         caption += f" Not in quick mode: {', '.join(skipped)}."
     if config.quick and any(g is not None for g in grids):
