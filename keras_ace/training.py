@@ -100,7 +100,6 @@ def build_ace(dataset="cifar10", encoder="dense", training=None, distribution=No
     >>> model = build_ace(dataset="rts_mnist", symmetry="spatial")
     >>> model.fit(x_train, y_train, batch_size=250, epochs=1)   # doctest: +SKIP
     """
-    _check_dataset(dataset)
     return _build({**paper_settings(dataset, encoder), **overrides}, training, distribution)
 
 

@@ -88,7 +88,6 @@ def test_panels_train_one_at_a_time(tmp_path):
     assert {"fig1_mnist", "fig1_rts_mnist"} <= set(metrics)
     assert metrics["fig1_mnist"]["training_epochs"] == 1 and metrics["fig1_mnist"]["training_wall_time_s"] > 0
     # A panel whose recorded settings differ from the run's is not carried over.
-
     config = run_config.RunConfig.from_args("fig1", run_config.add_arguments(argparse.ArgumentParser(), "fig1").parse_args(TINY))
     config = dataclasses.replace(config, output_dir=str(out))
     assert runs.trained_with("fig1_mnist", config)
@@ -129,7 +128,6 @@ def test_table_puts_figure_1_next_to_figure_2(tmp_path, capsys):
 
 
 def test_epochs_per_data_set():
-
     parser = run_config.add_arguments(argparse.ArgumentParser(), "fig2")
     config = run_config.RunConfig.from_args("fig2", parser.parse_args(["--epochs", "mnist=4,rts_mnist=8"]))
     assert config.for_dataset("mnist").epochs == 4 and config.for_dataset("rts_mnist").epochs == 8
@@ -144,7 +142,6 @@ def test_epochs_per_data_set():
 
 def test_background_saturation_reads_the_outer_ring():
     import numpy as np
-
 
     grey = np.full((2, 32, 32, 3), 0.5, np.float32)
     assert run_metrics.background_saturation(grey) == 0.0

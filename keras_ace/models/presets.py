@@ -8,6 +8,7 @@ dimension per class (DESIGN.md); Figure 4 replaces the two encoder layers by con
 for 2048 and Laplacian sampling.
 """
 
+from data_tools.datasets import DATASETS
 from data_tools.datasets import IMAGE_SHAPES
 
 # Appendix A, Figure 1: "32-64-128 3x3 filters ... 2x2 max-poolings ... fully-connected
@@ -79,6 +80,6 @@ def paper_settings(dataset, encoder="dense"):
         raise ValueError(f"Unknown encoder. Expected one of {tuple(AUTO_ENCODERS)}. Received: encoder={encoder!r}")
     if dataset == "cifar10":
         return _cifar10("spatial_color" if encoder == "conv" else "spatial", AUTO_ENCODERS[encoder])
-    if dataset not in IMAGE_SHAPES:
-        raise ValueError(f"Unknown dataset. Expected one of {tuple(IMAGE_SHAPES)}. Received: dataset={dataset!r}")
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset. Expected one of {DATASETS}. Received: dataset={dataset!r}")
     return _mnist_family(dataset, "spatial", AUTO_ENCODERS[encoder])

@@ -163,6 +163,11 @@ def load_split(dataset, split, size, data_dir):
     return (x[:size], y[:size]) if size else (x, y)
 
 
+def json_default(value):
+    """How run files store what JSON has no type for: tuples as lists, anything else as its text."""
+    return list(value) if isinstance(value, tuple) else str(value)
+
+
 def write_json(data, path):
     with open(path, "w") as f:
-        json.dump(data, f, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+        json.dump(data, f, indent=2, default=json_default)

@@ -25,13 +25,12 @@ from common.runs import load_panel
 from common.runs import panel_steps
 from common.runs import train_panel
 from common.runs import trained_with
-from common.runs import training_record
 
 
-def training_minutes(preset, output_dir):
-    """`" (N min of training)"` where the panel's training time was recorded, else `""`."""
-    record = training_record(preset, output_dir)
-    return f" ({record['wall_time_s'] / 60:.0f} min of training)" if record else ""
+def training_minutes(metrics):
+    """`" (N min of training)"` where a panel's metrics hold its recorded training time, else `""`."""
+    seconds = metrics.get("training_wall_time_s")
+    return f" ({seconds / 60:.0f} min of training)" if seconds is not None else ""
 
 
 def run_figure(config, panels, picture):
@@ -68,7 +67,7 @@ def run_figure(config, panels, picture):
         metrics = {**kept, **metrics}
     metrics["wall_time_s"] = time.time() - start
     caption = (f"{config.figure}{' quick mode' if config.quick else ''}: "
-               + "; ".join(f"{p} {panel_steps(p, config)} steps{training_minutes(p, config.output_dir)}" for p in panels)
+               + "; ".join(f"{p} {panel_steps(p, config)} steps{training_minutes(metrics[p])}" for p in panels)
                + f"; {metrics['wall_time_s'] / 60:.1f} min for this run on {keras.backend.backend()}. Samples and grids "
                "judged by an independent CNN: the fraction recognised as their class (chance 10%).")
     if skipped:

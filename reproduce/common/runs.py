@@ -4,6 +4,7 @@ import json
 import math
 import os
 import shutil
+import time
 
 import keras
 
@@ -13,6 +14,7 @@ from keras_ace.training import TRAIN_SIZES
 from keras_ace.training import TrainingConfig
 from keras_ace.training import from_preset
 from common.config import LAYOUT_VERSION
+from common.config import json_default
 from common.config import load_split
 from common.config import write_json
 
@@ -79,13 +81,9 @@ class TrainingClock(keras.callbacks.Callback):
         self.record = json.load(open(path)) if resumed and os.path.exists(path) else {"epoch_wall_times_s": []}
 
     def on_epoch_begin(self, epoch, logs=None):
-        import time
-
         self._start = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        import time
-
         times = self.record["epoch_wall_times_s"][:epoch] + [time.time() - self._start]
         self.record = {"epochs": len(times), "wall_time_s": float(sum(times)), "epoch_wall_times_s": times}
         write_json(self.record, self.path)
@@ -106,8 +104,14 @@ def panel_settings(preset, config):
     return json.loads(json.dumps(
         {"preset": preset, "epochs": config.epochs, "train_size": config.train_size, "seed": config.seed,
          "overrides": config.overrides, "keras_ace_layout": LAYOUT_VERSION},
-        default=lambda o: list(o) if isinstance(o, tuple) else str(o),
+        default=json_default,
     ))
+
+
+def recorded_settings(preset, folder):
+    """The settings `<preset>.settings.json` in `folder` records (None when there is none)."""
+    path = os.path.join(folder, f"{preset}.settings.json")
+    return json.load(open(path)) if os.path.exists(path) else None
 
 
 def check_settings(preset, config):
@@ -118,10 +122,9 @@ def check_settings(preset, config):
     """
     settings = panel_settings(preset, config)
     folder = config.output_dir
-    recorded = os.path.join(folder, f"{preset}.settings.json")
     existing = [p for p in (os.path.join(folder, f"{preset}.keras"), os.path.join(folder, f"backup_{preset}")) if os.path.exists(p)]
     if existing:
-        old = json.load(open(recorded)) if os.path.exists(recorded) else None
+        old = recorded_settings(preset, folder)
         if old != settings:
             differences = "no record of its settings" if old is None else ", ".join(
                 f"{k} {old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v
@@ -135,9 +138,8 @@ def check_settings(preset, config):
 
 def trained_with(preset, config):
     """Whether the panel's model in the output folder was trained with `config`'s settings."""
-    recorded = os.path.join(config.output_dir, f"{preset}.settings.json")
-    dataset_config = config.for_dataset(PRESETS[preset]["dataset"])
-    return os.path.exists(recorded) and json.load(open(recorded)) == panel_settings(preset, dataset_config)
+    recorded = recorded_settings(preset, config.output_dir)
+    return recorded is not None and recorded == panel_settings(preset, config.for_dataset(PRESETS[preset]["dataset"]))
 
 
 def load_panel(preset, directory):
