@@ -44,11 +44,16 @@ def main():
     x, y = x[: args.train_size], y[: args.train_size]
     print(f"classes among the first {args.train_size} training images: {np.bincount(y, minlength=10).tolist()}")
     keras.utils.set_random_seed(args.seed)
-    # The preset's classifier; tiny auto-encoder and symmetry net, which are not trained here.
-    ace = keras_ace.from_preset(args.preset, encoder_units=(8,), decoder_units=8, conv_filters=(4, 4), seed=args.seed)
-    layers = ace.classifier.layers
-    if args.variant != "preset":
-        layers = [layer for layer in layers if layer.name != "classifier_input_offset"]
+    # Box C of the preset, on its own.
+    preset = keras_ace.PRESETS[args.preset]
+    box_c = keras_ace.Classifier(
+        filters=preset["classifier_filters"],
+        units=preset["classifier_units"],
+        input_dropout=preset["input_dropout"],
+        hidden_dropout=preset["hidden_dropout"],
+        input_offset=preset.get("classifier_input_offset", 0.0) if args.variant == "preset" else 0.0,
+    )
+    layers = [*box_c.hidden_layers, box_c.logits]
     if args.variant == "no-conv-dropout":
         layers = [layer for layer in layers if not layer.name.startswith("classifier_dropout")]
     elif args.variant == "no-dropout":

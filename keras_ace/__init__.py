@@ -4,7 +4,10 @@ from keras_ace import initializers
 from keras_ace import layers
 from keras_ace import models
 from keras_ace.models import ACE
+from keras_ace.models import AutoEncoder
+from keras_ace.models import Classifier
 from keras_ace.models import PRESETS
+from keras_ace.models import SymmetryStatisticsNet
 from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TrainingConfig
 from keras_ace.training import build_ace

@@ -5,6 +5,7 @@
     python -m keras_ace control results/fig2/fig2_rts_mnist.keras --dataset rts_mnist --index 0:8 \\
         --translate 4 0 --rotate 30 --scale 1.2 --out control.png
     python -m keras_ace info results/fig2/fig2_rts_mnist.keras
+    python -m keras_ace convert old_0.1_model.keras model.keras
 
 Errors a user causes (a bad path, a file that is not an ACE, an unknown class, a wrong
 image file) print one line on stderr and exit with status 2.
@@ -149,7 +150,7 @@ def info(args):
         "sampling": model.sampling,
         "latent_dim": model.latent_dim,
         "parameters": model.parameter_counts(),
-        "frames of sample()": ("fitted to the training data" if model.symmetry and model.frame_prior.is_fitted
+        "frames of sample()": ("fitted to the training data" if model.symmetry and model.symmetry_net.frame_prior.is_fitted
                                else "unit prior" if model.symmetry else "none"),
     }
     metrics = os.path.join(os.path.dirname(os.path.abspath(args.model)), "metrics.json")
@@ -160,6 +161,18 @@ def info(args):
         if stored:
             report["test metrics (metrics.json)"] = {k: v for k, v in stored.items() if not isinstance(v, list)}
     print(json.dumps(report, indent=2))
+
+
+def convert(args):
+    if not os.path.isfile(args.model):
+        raise UsageError(f"no such model file: {args.model}")
+    from keras_ace.models import legacy
+
+    try:
+        legacy.convert(args.model, args.out)
+    except (ValueError, KeyError, OSError) as error:
+        raise UsageError(f"cannot convert {args.model}: {error}") from None
+    print(f"Wrote {args.out}")
 
 
 def parser():
@@ -204,6 +217,9 @@ def parser():
 
     command("info", info, "what a saved model is: data set, symmetry, sampling, parameters, stored metrics",
             "python -m keras_ace info fig2_rts_mnist.keras")
+    p = command("convert", convert, "rewrite a model saved by keras_ace 0.1 in today's layout (same weights)",
+                "python -m keras_ace convert fig2_rts_mnist_0.1.keras fig2_rts_mnist.keras")
+    p.add_argument("out", help="the .keras file to write")
     return main
 
 

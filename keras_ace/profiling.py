@@ -31,14 +31,18 @@ def layer_flops(layer, input_shape):
         flops = 2 * input_shape[-1] * layer.units
     elif isinstance(layer, ClassConv2DTranspose):
         flops = 2 * int(np.prod(input_shape[1:3])) * layer.kernel_size**2 * input_shape[-1] * layer.filters
-    elif isinstance(layer, keras.Sequential):
-        flops = 0
-        for inner in layer.layers:
-            inner_flops, input_shape = layer_flops(inner, input_shape)
-            flops += inner_flops
     else:
         flops = 0
     return flops, output_shape
+
+
+def chain_flops(layers, input_shape):
+    """Forward FLOPs per example of layers applied one after another, and the last output shape."""
+    flops = 0
+    for layer in layers:
+        more, input_shape = layer_flops(layer, input_shape)
+        flops += more
+    return flops, input_shape
 
 
 def forward_flops(model):
@@ -46,19 +50,16 @@ def forward_flops(model):
     image = (1, *model.image_shape)
     parts = {}
     if model.symmetry is not None:
-        flops, hidden = layer_flops(model.ssn, image)
-        parts["ssn"] = flops + 2 * layer_flops(model.ssn_loc, hidden)[0]
-    parts["classifier"] = layer_flops(model.classifier, image)[0]
-    flops, features = layer_flops(model.encoder, image)
-    parts["encoder"] = flops + 2 * layer_flops(model.latent_loc, features)[0]
-    flops, shape = layer_flops(model.decoder_hidden, (1, model.latent_dim))
-    more, shape = layer_flops(model.decoder_output, shape)
-    flops += more
-    if model.decoder_deconvs:
-        shape = (1, *model.feature_shape)
-        for deconv in model.decoder_deconvs:
-            more, shape = layer_flops(deconv, shape)
-            flops += more
+        net = model.symmetry_net
+        flops, hidden = chain_flops(net.hidden_layers, image)
+        parts["ssn"] = flops + 2 * layer_flops(net.location, hidden)[0]
+    parts["classifier"] = chain_flops([*model.classifier.hidden_layers, model.classifier.logits], image)[0]
+    ae = model.auto_encoder
+    flops, features = chain_flops(ae.encoder_layers, image)
+    parts["encoder"] = flops + 2 * layer_flops(ae.latent_loc, features)[0]
+    flops = chain_flops([ae.decoder_hidden, ae.decoder_output], (1, model.latent_dim))[0]
+    if ae.decoder_deconvs:
+        flops += chain_flops(ae.decoder_deconvs, (1, *ae.feature_shape))[0]
     parts["decoder"] = flops
     return parts
 

@@ -3,6 +3,7 @@
 import math
 import numbers
 
+import keras
 import numpy as np
 
 
@@ -62,6 +63,25 @@ def check_symbolic_labels(y, num_classes):
         raise ValueError(f"Labels must be class indices of shape (batch,), not one-hot. Received: labels.shape={shape}")
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise ValueError(f"Labels must be class indices of shape (batch,). Received: labels.shape={shape}")
+
+
+def check_training_data(x, y, image_shape, num_classes):
+    """What `fit` can check before training: NumPy arrays in full, a `PyDataset` by its first batch.
+
+    A data set's first batch is read once, before Keras builds on it, for a clear
+    message instead of the wrapped one of Keras' first symbolic call: shapes, dtypes
+    and label layout only (a non-finite batch is the optimizer's to skip).
+    """
+    if isinstance(x, np.ndarray):
+        check_images(x, image_shape)
+        if isinstance(y, np.ndarray):
+            check_labels(y, x.shape[0], num_classes)
+    elif isinstance(x, keras.utils.PyDataset) and len(x):
+        first = x[0]
+        images, labels = (first[0], first[1]) if isinstance(first, tuple) and len(first) > 1 else (first, None)
+        check_symbolic_images(np.asarray(images), image_shape)
+        if labels is not None:
+            check_symbolic_labels(np.asarray(labels), num_classes)
 
 
 def check_class_id(class_id, num_classes):

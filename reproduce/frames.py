@@ -60,7 +60,7 @@ def main(argv=None):
     if model.symmetry is None or dataset is None:
         parser.exit(2, f"frames.py: needs an RTS or TC MNIST model with symmetry statistics. Received: {args.model}\n")
     size = model.image_shape[:2]
-    if not model.frame_prior.is_fitted:
+    if not model.symmetry_net.frame_prior.is_fitted:
         model.fit_frame_prior(load_dataset(dataset, "train", args.data_dir)[0][:10000])
     x, _, truth = load_dataset(dataset, "test", args.data_dir, return_truth=True)
     kinds = {

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.test_model import TINY
+from tests.test_model import dense_ae
 from tests.test_model import tiny_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +54,7 @@ def test_grid_and_control_and_info(saved, tmp_path):
     report = json.loads(result.stdout)
     assert report["data set"] == "rts_mnist" and report["symmetry"] == "spatial"
     assert report["frames of sample()"] == "fitted to the training data"
-    assert report["parameters"]["decoders"] == 10 * ((1 * 32 + 32) + (32 * 42 * 42 + 42 * 42))
+    assert report["parameters"]["auto-encoder"] == dense_ae(42 * 42, 1, hidden=32)
 
 
 @pytest.mark.parametrize(

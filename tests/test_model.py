@@ -72,22 +72,30 @@ def conv_ae(h, w, c, latent, hidden=1500, classes=10):
     return encoder + classes * decoder
 
 
-def mnist_panel(size, symmetry):
-    total = classifier(size, size, 1) + dense_ae(size * size, 1)
-    return total + (ssn(size, size, 1, (20, 20), 5, 50, 6) if symmetry else 0)
+MNIST_SSN = ((20, 20), 5, 50)
+CIFAR10_SSN = ((32, 64), 3, 128)
+
+
+def panel(h, w, c, latent, auto_encoder, ssn_settings=None, statistics=6):
+    """Each part's parameters: the symmetry statistics net, the classifier, the auto-encoder."""
+    return {
+        "symmetry statistics net": ssn(h, w, c, *ssn_settings, statistics) if ssn_settings else 0,
+        "classifier": classifier(h, w, c),
+        "auto-encoder": auto_encoder(h * w * c, latent) if auto_encoder is dense_ae else auto_encoder(h, w, c, latent),
+    }
 
 
 HAND_COUNTS = {
-    "fig1_mnist": mnist_panel(28, False),
-    "fig1_rts_mnist": mnist_panel(42, False),
-    "fig1_tc_mnist": mnist_panel(60, False),
-    "fig2_mnist": mnist_panel(28, True),
-    "fig2_rts_mnist": mnist_panel(42, True),
-    "fig2_tc_mnist": mnist_panel(60, True),
-    "fig3_cifar10": classifier(32, 32, 3) + dense_ae(3072, 2),
-    "fig3_cifar10_sss": classifier(32, 32, 3) + dense_ae(3072, 2) + ssn(32, 32, 3, (32, 64), 3, 128, 6),
-    "fig4_cifar10_spatial": classifier(32, 32, 3) + conv_ae(32, 32, 3, 2) + ssn(32, 32, 3, (32, 64), 3, 128, 6),
-    "fig4_cifar10_spatial_color": classifier(32, 32, 3) + conv_ae(32, 32, 3, 2) + ssn(32, 32, 3, (32, 64), 3, 128, 15),
+    "fig1_mnist": panel(28, 28, 1, 1, dense_ae),
+    "fig1_rts_mnist": panel(42, 42, 1, 1, dense_ae),
+    "fig1_tc_mnist": panel(60, 60, 1, 1, dense_ae),
+    "fig2_mnist": panel(28, 28, 1, 1, dense_ae, MNIST_SSN),
+    "fig2_rts_mnist": panel(42, 42, 1, 1, dense_ae, MNIST_SSN),
+    "fig2_tc_mnist": panel(60, 60, 1, 1, dense_ae, MNIST_SSN),
+    "fig3_cifar10": panel(32, 32, 3, 2, dense_ae),
+    "fig3_cifar10_sss": panel(32, 32, 3, 2, dense_ae, CIFAR10_SSN),
+    "fig4_cifar10_spatial": panel(32, 32, 3, 2, conv_ae, CIFAR10_SSN),
+    "fig4_cifar10_spatial_color": panel(32, 32, 3, 2, conv_ae, CIFAR10_SSN, statistics=15),
 }
 
 
@@ -100,8 +108,9 @@ def test_preset_parameter_count(name):
     config = {k: v for k, v in PRESETS[name].items() if k != "dataset"}
     model = ACE(**config)
     model.build()
+    assert model.parameter_counts() == HAND_COUNTS[name]
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    assert trainable == HAND_COUNTS[name]
+    assert trainable == sum(HAND_COUNTS[name].values())
     # The frame prior of `sample` (mean, Cholesky factor, fitted flag) is not trained.
     statistics = {None: 0, "spatial": 6, "spatial_color": 15}[PRESETS[name]["symmetry"]]
     assert model.count_params() - trainable == (statistics + statistics**2 + 1 if statistics else 0)
@@ -109,7 +118,7 @@ def test_preset_parameter_count(name):
     # 320 + 18,496 + 73,856 + 2,240,700 + 7,010; SSN 520 + 10,020 + 100,050 + 2 x 306;
     # AE 3,614,720 + 4,196,352 + 2 x 20,490 + 10 x (4,096 + 3,614,436).
     if name == "fig2_rts_mnist":
-        assert HAND_COUNTS[name] == 2_340_382 + 111_202 + 44_037_372 == 46_488_956
+        assert list(HAND_COUNTS[name].values()) == [111_202, 2_340_382, 44_037_372]
 
 
 # ------------------------------------------------------------------ construction and bad input
@@ -122,7 +131,7 @@ class TestConstruction:
         assert float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(0.0015)
         cifar = keras_ace.build_ace("cifar10", encoder="conv", **TINY)
         assert cifar.symmetry == "spatial_color" and cifar.sampling == "laplacian" and cifar.latent_dim == 2
-        assert cifar.decoder_units == 32  # the override wins over the preset's 1500
+        assert cifar.auto_encoder.decoder_units == 32  # the override wins over the preset's 1500
         assert float(keras.ops.convert_to_numpy(cifar.optimizer.learning_rate)) == pytest.approx(0.0005)
 
     def test_unknown_names_list_valid_ones(self):
@@ -180,7 +189,7 @@ def test_classifier_input_offset_centres_the_pixels():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(centred.classifier(x)), keras.ops.convert_to_numpy(plain.classifier(x - 0.5)), atol=1e-5
     )
-    assert ACE.from_config(centred.get_config()).classifier_input_offset == -0.5
+    assert ACE.from_config(centred.get_config()).classifier.input_offset == -0.5
     assert PRESETS["fig3_cifar10"]["classifier_input_offset"] == -0.5
     assert "classifier_input_offset" not in PRESETS["fig2_rts_mnist"]
 
@@ -193,20 +202,20 @@ def test_each_example_uses_its_own_class_decoder():
     model.build()
     z = RNG.normal(size=(6, 1)).astype(np.float32)
     classes = np.asarray([0, 3, 3, 9, 1, 0])
-    together = keras.ops.convert_to_numpy(model.decode(z, classes))
+    together = keras.ops.convert_to_numpy(model.auto_encoder.decode(z, classes))
     for i, c in enumerate(classes):
         alone = model.latent_grid(c, z[i : i + 1])
         np.testing.assert_allclose(together[i], alone[0], atol=1e-5)
-    all_classes = keras.ops.convert_to_numpy(model.decode_all(np.repeat(z[:, None], 10, axis=1)))
+    all_classes = keras.ops.convert_to_numpy(model.auto_encoder.decode_all(np.repeat(z[:, None], 10, axis=1)))
     np.testing.assert_allclose(all_classes[np.arange(6), classes], together, atol=1e-5)
 
 
 def test_shared_decoder_ablation():
     model = tiny_ace(symmetry=None, per_class_decoders=False)
     model.build()
-    assert len(model.decoder_output.kernels) == 1
+    assert len(model.auto_encoder.decoder_output.kernels) == 1
     z = RNG.normal(size=(3, 1)).astype(np.float32)
-    same = keras.ops.convert_to_numpy(model.decode(z, np.asarray([0, 5, 9])))
+    same = keras.ops.convert_to_numpy(model.auto_encoder.decode(z, np.asarray([0, 5, 9])))
     np.testing.assert_allclose(same, model.latent_grid(7, z), atol=1e-6)
     x, y = tiny_data(16)
     assert np.isfinite(model.evaluate(x, y, verbose=0, return_dict=True)["nll_bound"])
@@ -224,7 +233,7 @@ def blob_model(image_shape=(16, 16, 1), symmetry="spatial", colour=(1.0,)):
     blob = 0.9 * np.exp(-((xs - (w - 1) / 2) ** 2 / 12.0 + (ys - (h - 1) / 2) ** 2 / 1.5))
     blob = 0.001 + blob[:, :, None] * np.asarray(colour)  # (H, W, C)
     logits = np.log(blob / (1 - blob)).reshape(-1).astype(np.float32)
-    for kernel, bias in zip(model.decoder_output.kernels, model.decoder_output.biases):
+    for kernel, bias in zip(model.auto_encoder.decoder_output.kernels, model.auto_encoder.decoder_output.biases):
         kernel.assign(np.zeros(kernel.shape, np.float32))
         bias.assign(logits)
     return model
@@ -262,7 +271,7 @@ class TestControl:
         # Colour logits away from the identity: the net now infers C != I for every image.
         bias = np.zeros(15, np.float32)
         bias[6:] = [2.0, -1.0, 0.5, -1.5, 1.0, 0.0, 0.5, 1.5, -2.0]  # fixed: the test does not depend on test order
-        model.ssn_loc.bias.assign(bias)
+        model.symmetry_net.location.bias.assign(bias)
         colour = model.symmetry_statistics(x)["color"]
         assert np.abs(colour - np.eye(3)).max() > 0.05
         canonical = keras.ops.convert_to_numpy(model.latent_grid(0, [[0.0]]))[0]  # (H, W, 3), the same for every class
@@ -277,7 +286,7 @@ class TestControl:
         model.build()
         x, _ = tiny_data(2, (16, 16, 3))
         u = keras.ops.convert_to_tensor(np.concatenate([np.zeros((2, 6)), RNG.normal(size=(2, 9))], 1).astype(np.float32))
-        theta, colour = model.symmetry_parameters(u)
+        theta, colour = model.symmetry_net.transform(u)
         there = model.canonicalize(x, theta, colour)
         assert np.abs(keras.ops.convert_to_numpy(there) - x).max() > 0.05
         np.testing.assert_allclose(keras.ops.convert_to_numpy(model.to_observation(there, theta, colour)), x, atol=1e-4)
@@ -377,14 +386,14 @@ def test_nll_bound_matches_its_formula(symmetry):
     model.build()
     if symmetry:
         # Symmetry statistics away from zero, so the inverse transform matters.
-        model.ssn_loc.bias.assign(RNG.normal(size=6).astype(np.float32))
+        model.symmetry_net.location.bias.assign(RNG.normal(size=6).astype(np.float32))
     x, _ = tiny_data(4)
     outputs = model(x)
     bound = keras.ops.convert_to_numpy(model.nll_bound(x, outputs))
     o = {k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()}
     log_scale = np.clip(o["latent_log_scale"], -7, 5)
     z = o["latent_loc"] + np.exp(log_scale) * o["noise"][:, None]
-    observed = keras.ops.convert_to_numpy(model.decode_all(z))  # (B, K, H, W, C), canonical frame
+    observed = keras.ops.convert_to_numpy(model.auto_encoder.decode_all(z))  # (B, K, H, W, C), canonical frame
     if symmetry:
         observed = np.stack(
             [keras.ops.convert_to_numpy(model.to_observation(observed[:, c], outputs["theta"], None)) for c in range(10)], 1

@@ -138,11 +138,11 @@ class TestFramePrior:
     def test_fit_fits_the_frames_and_sample_uses_them(self):
         model = tiny_ace()
         x, y = tiny_data(32)
-        assert not model.frame_prior.is_fitted
+        assert not model.symmetry_net.frame_prior.is_fitted
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-        assert model.frame_prior.is_fitted
-        inferred = keras.ops.convert_to_numpy(model.ssn_loc(model.ssn(x)))
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(model.frame_prior.mean), inferred.mean(0), atol=1e-5)
+        assert model.symmetry_net.frame_prior.is_fitted
+        inferred = keras.ops.convert_to_numpy(model.symmetry_net(x)["loc"])
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(model.symmetry_net.frame_prior.mean), inferred.mean(0), atol=1e-5)
         # The default is now the fitted prior; the unit prior is one argument away.
         np.testing.assert_array_equal(model.sample(2, 3, seed=1), model.sample(2, 3, seed=1, frames="fitted"))
         assert np.abs(model.sample(2, 3, seed=1) - model.sample(2, 3, seed=1, frames="prior")).max() > 0

@@ -15,7 +15,6 @@ from keras import ops
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.backend_ops import guard_determinant
-from keras_ace.initializers import paper_conv2d
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -188,17 +187,6 @@ def invert_theta(theta, min_determinant=1e-3):
     det = guard_determinant(a * d - b * c, min_determinant)
     ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
     return ops.stack([ia, ib, -(ia * tx + ib * ty), ic, id_, -(ic * tx + id_ * ty)], axis=1)
-
-
-def localization_trunk(filters, kernel_size, units, name="localization"):
-    """The hidden layers of a localisation net: conv-pool blocks, then one dense layer."""
-    layers = []
-    for i, f in enumerate(filters):
-        layers.append(paper_conv2d(f, kernel_size, name=f"{name}_conv{i}"))
-        layers.append(keras.layers.MaxPooling2D(2, name=f"{name}_pool{i}"))
-    layers.append(keras.layers.Flatten(name=f"{name}_flatten"))
-    layers.append(keras.layers.Dense(units, activation="relu", name=f"{name}_dense"))
-    return layers
 
 
 def frame_geometry(theta, image_size):

@@ -1,0 +1,174 @@
+"""Boxes 0.2-0.3 of Figure 5: the symmetry statistics net."""
+
+import keras
+from keras import ops
+
+from keras_ace.api_export import keras_ace_export
+from keras_ace.initializers import paper_conv2d
+from keras_ace.layers.color_mixing import RowStochastic
+from keras_ace.layers.frame_prior import FramePrior
+from keras_ace.layers.gibbs_sampler import GibbsSampler
+from keras_ace.layers.spatial_transformer import IDENTITY_THETA
+
+SYMMETRIES = ("spatial", "spatial_color")
+SPATIAL_STATISTICS = 6
+COLOR_STATISTICS = 9
+# Where new frames are drawn from: fitted to the data's, or the unit prior of training.
+FRAMES = ("fitted", "prior")
+
+
+def check_choice(value, options, name):
+    if value not in options:
+        raise ValueError(f"Unknown {name}. Expected one of {options}. Received: {name}={value!r}")
+    return value
+
+
+@keras_ace_export
+class SymmetryStatisticsNet(keras.Model):
+    """Images -> their symmetry statistics, and from them the affine transform (and colour matrix).
+
+    Appendix A, Figure 2: "A symmetry statistics *localization* net, as in Jadeberg et
+    al. (2015), produces six affine spatial symmetry statistics (box 0.2 in Figure 5).
+    This net has 2 convolutional hidden layers, with 20 5x5 filters each, with 2x2
+    max-poolings between layers, and a fully-connected layer of size 50." (Figure 3:
+    32-64 3x3 filters and 128 units.)
+
+    The statistics `u` are latent variables of their own (eq. 3.2, box 0.3): two dense
+    heads give their location and log-scale, a `GibbsSampler` draws them in training
+    (their location in inference), and `kl` is their KL term to a unit prior. They
+    give the transform `theta = identity + prior_scale[0] * u[:, :6]` and, for
+    `"spatial_color"`, the colour matrix `RowStochastic(prior_scale[1] * u[:, 6:])`.
+    The heads' kernels start at zero, so every image starts at the identity frame.
+    `frame_prior` (fitted by `ACE.fit`) holds where the data's frames lie, for drawing
+    new ones.
+
+    Args:
+        symmetry: `"spatial"` (6 statistics) or `"spatial_color"` (6 + 9).
+        filters: conv filters, each conv followed by 2x2 max-pooling.
+        kernel_size: the convs' kernel size.
+        units: the dense hidden layer.
+        sampling: `"gaussian"` or `"laplacian"`, the latents' family.
+        prior_scale: `(spatial, colour)` scale of the prior, in theta units and
+            colour-logit units.
+        initial_log_scale: the posterior's initial log-scale.
+        seed: seed of the sampler.
+
+    Call arguments:
+        images: (B, H, W, C).
+        training: sample the statistics (True) or take their location.
+
+    Returns:
+        dict: `loc`, `log_scale`, `u` (B, n), `theta` (B, 6), `kl` (B,) and, for
+        colour, `color` (B, 3, 3).
+
+    Example:
+    >>> net = SymmetryStatisticsNet(filters=(4, 4), units=8)
+    >>> net(np.zeros((2, 16, 16, 1), "float32"))["theta"].shape
+    (2, 6)
+    """
+
+    def __init__(
+        self,
+        symmetry="spatial",
+        filters=(20, 20),
+        kernel_size=5,
+        units=50,
+        sampling="gaussian",
+        prior_scale=(0.2, 1.0),
+        initial_log_scale=-3.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.symmetry = check_choice(symmetry, SYMMETRIES, "symmetry")
+        self.filters = tuple(int(f) for f in filters)
+        self.kernel_size = int(kernel_size)
+        self.units = int(units)
+        self.sampling = sampling
+        self.prior_scale = tuple(float(s) for s in prior_scale)
+        if len(self.prior_scale) != 2 or min(self.prior_scale) <= 0:
+            raise ValueError(f"prior_scale must be (spatial, colour), both positive. Received: prior_scale={prior_scale}")
+        self.initial_log_scale = float(initial_log_scale)
+        self.seed = seed
+        self.num_statistics = SPATIAL_STATISTICS + (COLOR_STATISTICS if symmetry == "spatial_color" else 0)
+
+        self.hidden_layers = []
+        for i, f in enumerate(self.filters):
+            self.hidden_layers.append(paper_conv2d(f, self.kernel_size, name=f"ssn_conv{i}"))
+            self.hidden_layers.append(keras.layers.MaxPooling2D(2, name=f"ssn_pool{i}"))
+        self.hidden_layers.append(keras.layers.Flatten(name="ssn_flatten"))
+        self.hidden_layers.append(keras.layers.Dense(self.units, activation="relu", name="ssn_dense"))
+        # Zero kernels: every image starts at u = 0, the identity transform.
+        self.location = keras.layers.Dense(self.num_statistics, kernel_initializer="zeros", name="ssn_loc")
+        self.log_scale = keras.layers.Dense(
+            self.num_statistics,
+            kernel_initializer="zeros",
+            bias_initializer=keras.initializers.Constant(self.initial_log_scale),
+            name="ssn_log_scale",
+        )
+        # The symmetry statistics share the latents' family (eq. 3.2) with a unit prior.
+        self.sampler = GibbsSampler(sampling, seed=seed, name="symmetry_sampler")
+        self.frame_prior = FramePrior(self.num_statistics, name="frame_prior")
+        if self.symmetry == "spatial_color":
+            self.color_matrix = RowStochastic(name="color_matrix")
+
+    def build(self, input_shape):
+        if self.built:
+            return
+        shape = tuple(input_shape)
+        for layer in self.hidden_layers:
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.location.build(shape)
+        self.log_scale.build(shape)
+        self.built = True
+
+    def call(self, images, training=False):
+        hidden = images
+        for layer in self.hidden_layers:
+            hidden = layer(hidden)
+        loc, log_scale = self.location(hidden), self.log_scale(hidden)
+        u = self.sampler([loc, log_scale], training=training)
+        theta, color = self.transform(u)
+        outputs = {"loc": loc, "log_scale": log_scale, "u": u, "theta": theta}
+        outputs["kl"] = self.sampler.kl_divergence(loc, log_scale)
+        if color is not None:
+            outputs["color"] = color
+        return outputs
+
+    def transform(self, u):
+        """theta (B, 6) and, for colour, the colour matrix (B, 3, 3) of statistics u (B, n); else None."""
+        spatial_scale, color_scale = self.prior_scale
+        theta = ops.convert_to_tensor(IDENTITY_THETA) + spatial_scale * u[:, :SPATIAL_STATISTICS]
+        color = self.color_matrix(color_scale * u[:, SPATIAL_STATISTICS:]) if self.symmetry == "spatial_color" else None
+        return theta, color
+
+    def draw(self, n, seed, frames):
+        """Statistics u (n, n_statistics) of new frames, drawn with `seed` (a `SeedGenerator`).
+
+        `frames`: `"fitted"` (the full-covariance Gaussian of `frame_prior`) or
+        `"prior"` (the unit prior of training).
+        """
+        shape = (n, self.num_statistics)
+        if check_choice(frames, FRAMES, "frames") == "fitted":
+            return self.frame_prior(keras.random.normal(shape, seed=seed))
+        return self.sampler.sample_prior(shape, seed=seed)
+
+    def compute_output_shape(self, input_shape):
+        batch = (input_shape[0],)
+        n = (*batch, self.num_statistics)
+        shapes = {"loc": n, "log_scale": n, "u": n, "theta": (*batch, 6), "kl": batch}
+        return {**shapes, **({"color": (*batch, 3, 3)} if self.symmetry == "spatial_color" else {})}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "symmetry": self.symmetry,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "units": self.units,
+            "sampling": self.sampling,
+            "prior_scale": self.prior_scale,
+            "initial_log_scale": self.initial_log_scale,
+            "seed": self.seed,
+        }
