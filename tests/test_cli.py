@@ -63,6 +63,8 @@ def test_grid_and_control_and_info(saved, tmp_path):
         (["sample", "missing.keras", "--class", 1], "no such model file"),
         (["sample", "{saved}/ace.keras", "--class", 12], r"--class must lie in \[0, 10\)"),
         (["sample", "{saved}/not_ace.keras", "--class", 1], "not a keras_ace ACE model"),
+        (["sample", "tests/data/legacy_dense_spatial.keras", "--class", 1], "0.1.*python -m keras_ace convert"),
+        (["convert", "{saved}/ace.keras", "{saved}/again.keras"], "already in the current layout"),
         (["control", "{saved}/ace.keras", "--images", "{saved}/wrong.npz"], r"images must have shape \(N, 42, 42, 1\)"),
         (["control", "{saved}/ace.keras", "--images", "{saved}/images.npz", "--index", "9:12"], "selects no image"),
     ],
@@ -81,3 +83,11 @@ def test_user_errors_are_one_line_and_status_2(saved, args, message):
     import re
 
     assert re.search(message, result.stderr), result.stderr
+
+
+def test_convert_rewrites_a_0_1_file(tmp_path):
+    result = cli("convert", "tests/data/legacy_dense_spatial.keras", tmp_path / "new.keras")
+    assert result.returncode == 0, result.stderr[-2000:]
+    result = cli("info", tmp_path / "new.keras")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["frames of sample()"] == "fitted to the training data"

@@ -13,13 +13,13 @@ from keras_ace.layers.color_mixing import ColorMixing
 from keras_ace.layers.spatial_transformer import SpatialTransformer
 from keras_ace.layers.spatial_transformer import invert_theta
 from keras_ace.models.auto_encoder import AutoEncoder
+from keras_ace.models.blocks import check_choice
 from keras_ace.models.auto_encoder import class_rows
 from keras_ace.models.classifier import Classifier
 from keras_ace.models.generation import FRAME_PRIOR_IMAGES
 from keras_ace.models.generation import GenerationAndControl
 from keras_ace.models.symmetry_statistics_net import SYMMETRIES
 from keras_ace.models.symmetry_statistics_net import SymmetryStatisticsNet
-from keras_ace.models.symmetry_statistics_net import check_choice
 
 # Keeps the Bernoulli log-likelihood finite where a resampled output is exactly 0 or 1.
 PROBABILITY_EPSILON = 1e-6

@@ -9,7 +9,8 @@ from keras_ace.initializers import paper_conv2d
 from keras_ace.layers.class_conditional import ClassConv2DTranspose
 from keras_ace.layers.class_conditional import ClassDense
 from keras_ace.layers.gibbs_sampler import GibbsSampler
-from keras_ace.models.symmetry_statistics_net import check_choice
+from keras_ace.models.blocks import build_chain
+from keras_ace.models.blocks import check_choice
 
 ENCODERS = ("dense", "conv")
 
@@ -141,18 +142,12 @@ class AutoEncoder(keras.Model):
     def build(self, input_shape=None):
         if self.built:
             return
-        shape = (None, *self.image_shape)
-        for layer in self.encoder_layers:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-        self.latent_loc.build(shape)
-        self.latent_log_scale.build(shape)
-        self.decoder_hidden.build((None, self.latent_dim))
-        self.decoder_output.build((None, self.decoder_units))
-        shape = (None, *getattr(self, "feature_shape", ()))
-        for deconv in self.decoder_deconvs:
-            deconv.build(shape)
-            shape = deconv.compute_output_shape(shape)
+        features = build_chain(self.encoder_layers, (None, *self.image_shape))
+        self.latent_loc.build(features)
+        self.latent_log_scale.build(features)
+        build_chain([self.decoder_hidden, self.decoder_output], (None, self.latent_dim))
+        if self.decoder_deconvs:
+            build_chain(self.decoder_deconvs, (None, *self.feature_shape))
         self.built = True
 
     def call(self, images):

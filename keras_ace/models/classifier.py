@@ -4,6 +4,7 @@ import keras
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
+from keras_ace.models.blocks import build_chain
 
 
 @keras_ace_export
@@ -75,11 +76,7 @@ class Classifier(keras.Model):
     def build(self, input_shape):
         if self.built:
             return
-        shape = tuple(input_shape)
-        for layer in self.hidden_layers:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
-        self.logits.build(shape)
+        self.logits.build(build_chain(self.hidden_layers, input_shape))
         self.built = True
 
     def call(self, images, training=False):

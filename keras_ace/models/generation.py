@@ -13,8 +13,8 @@ from keras import ops
 
 from keras_ace import validation
 from keras_ace.models.auto_encoder import class_rows
+from keras_ace.models.blocks import check_choice
 from keras_ace.models.symmetry_statistics_net import FRAMES
-from keras_ace.models.symmetry_statistics_net import check_choice
 
 # Training images whose inferred symmetry statistics `fit` uses to fit the frame prior.
 FRAME_PRIOR_IMAGES = 10000
@@ -61,7 +61,7 @@ class GenerationAndControl:
     def _seed_generator(self, seed):
         return keras.random.SeedGenerator(seed) if seed is not None else self.auto_encoder.latent_sampler.seed_generator
 
-    def _symmetry_net(self):
+    def _require_symmetry_net(self):
         if self.symmetry is None:
             raise ValueError("This model has no symmetry statistics (symmetry=None).")
         return self.symmetry_net
@@ -88,14 +88,14 @@ class GenerationAndControl:
 
     def symmetry_statistics(self, x, batch_size=250):
         """The symmetry statistics' means: `{"theta": (N, 6)}`, plus `"color": (N, 3, 3)` for colour."""
-        net = self._symmetry_net()
+        net = self._require_symmetry_net()
         parts = [net(b) for b in self._batches(x, batch_size)]
         keys = ["theta"] + (["color"] if self.symmetry == "spatial_color" else [])
         return {k: np.concatenate([ops.convert_to_numpy(p[k]) for p in parts]) for k in keys}
 
     def fit_frame_prior(self, x, batch_size=250):
         """Fits the frame prior of `sample` to the symmetry statistics inferred on images x."""
-        net = self._symmetry_net()
+        net = self._require_symmetry_net()
         locations = [ops.convert_to_numpy(net(b)["loc"]) for b in self._batches(x, batch_size)]
         net.frame_prior.adapt(np.concatenate(locations))
 
@@ -200,7 +200,7 @@ class GenerationAndControl:
                 net infers on the training images (the default once fitted);
                 `"prior"`: the unit prior of training (theta = I + 0.2 u).
         """
-        net = self._symmetry_net()
+        net = self._require_symmetry_net()
         n = validation.check_count(n)
         theta, color = net.transform(net.draw(n, self._seed_generator(seed), self._check_frames(frames)))
         return {"theta": ops.convert_to_numpy(theta), **({"color": ops.convert_to_numpy(color)} if color is not None else {})}
@@ -212,7 +212,7 @@ class GenerationAndControl:
         the most probable class) and put into a new, randomly drawn frame: a new
         position, angle, size (and colour), drawn as `sample` draws them (`frames`).
         """
-        self._symmetry_net()
+        self._require_symmetry_net()
         frames = self._check_frames(frames)
         generator = self._seed_generator(seed)
         results = []

@@ -9,18 +9,14 @@ from keras_ace.layers.color_mixing import RowStochastic
 from keras_ace.layers.frame_prior import FramePrior
 from keras_ace.layers.gibbs_sampler import GibbsSampler
 from keras_ace.layers.spatial_transformer import IDENTITY_THETA
+from keras_ace.models.blocks import build_chain
+from keras_ace.models.blocks import check_choice
 
 SYMMETRIES = ("spatial", "spatial_color")
 SPATIAL_STATISTICS = 6
 COLOR_STATISTICS = 9
 # Where new frames are drawn from: fitted to the data's, or the unit prior of training.
 FRAMES = ("fitted", "prior")
-
-
-def check_choice(value, options, name):
-    if value not in options:
-        raise ValueError(f"Unknown {name}. Expected one of {options}. Received: {name}={value!r}")
-    return value
 
 
 @keras_ace_export
@@ -115,10 +111,7 @@ class SymmetryStatisticsNet(keras.Model):
     def build(self, input_shape):
         if self.built:
             return
-        shape = tuple(input_shape)
-        for layer in self.hidden_layers:
-            layer.build(shape)
-            shape = layer.compute_output_shape(shape)
+        shape = build_chain(self.hidden_layers, input_shape)
         self.location.build(shape)
         self.log_scale.build(shape)
         self.built = True
