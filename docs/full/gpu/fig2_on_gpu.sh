@@ -34,7 +34,7 @@ echo "benchmark done after $(elapsed) s"
 
 # Epochs that fit: an epoch of a panel costs about 0.65 x (240 training steps + 40 validation
 # batches at a third of a step) of train_on_batch's step time: on the H200 fit's steps took half
-# of train_on_batch's (run 1 used 1.3 here and chose 6 epochs where 14 fitted); 150 s are kept
+# of train_on_batch's (run 1 used 1.3 here and chose 6 epochs where about 30 would have fitted); 150 s are kept
 # for building the data, compiling and the measurements.
 EPOCHS=$(python3 -c "
 import json, math
