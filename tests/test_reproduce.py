@@ -236,3 +236,28 @@ def test_an_interrupted_panel_resumes_from_its_last_epoch(tmp_path, monkeypatch)
     record = runs.training_record("fig2_mnist", str(tmp_path / "split"))
     assert record["epochs"] == 3 and len(record["epoch_wall_times_s"]) == 3
     assert record["wall_time_s"] == pytest.approx(sum(record["epoch_wall_times_s"]))
+
+
+@requires_mnist
+def test_a_finished_panel_trains_on_to_more_epochs(tmp_path):
+    """More epochs than a saved panel had train it on, optimizer and history kept; fewer are refused."""
+    import keras
+
+    small = {"encoder_units": [8, 8], "decoder_units": 8, "classifier_filters": [2, 2, 2], "classifier_units": 4,
+             "ssn_filters": [2, 2], "ssn_units": 4}
+
+    def config(epochs):
+        return run_config.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=epochs, train_size=40, test_size=20,
+                                     overrides=small, seed=5)
+
+    runs.train_panel("fig2_mnist", config(2))
+    longer = runs.train_panel("fig2_mnist", config(3))
+    # One step per epoch: the third continued from the saved optimizer (iterations drive the decay).
+    assert int(keras.ops.convert_to_numpy(longer.optimizer.iterations)) == 3
+    history = (tmp_path / "history_fig2_mnist.csv").read_text().strip().splitlines()
+    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+    assert runs.training_record("fig2_mnist", str(tmp_path))["epochs"] == 3
+    assert runs.recorded_settings("fig2_mnist", str(tmp_path))["epochs"] == 3
+    assert runs.trained_with("fig2_mnist", config(3))
+    with pytest.raises(runs.StaleModelError, match=r"epochs 3 \(now 2\)"):
+        runs.train_panel("fig2_mnist", config(2))

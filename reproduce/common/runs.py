@@ -1,4 +1,4 @@
-"""Training a figure panel with resume, and refusing a folder trained with other settings."""
+"""Training a figure panel with resume (or on to more epochs), refusing a folder trained with other settings."""
 
 import json
 import math
@@ -8,6 +8,7 @@ import time
 
 import keras
 
+from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.presets import PRESETS
 from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TRAIN_SIZES
@@ -28,33 +29,45 @@ def train_panel(preset, config, verbose=2):
 
     The model is saved as `<output_dir>/<preset>.keras`; while training, a
     `BackupAndRestore` folder `<output_dir>/backup_<preset>` lets a rerun continue
-    from the last finished epoch.
+    from the last finished epoch. A saved model trained for fewer epochs, with
+    otherwise the same settings, is trained on to `config.epochs`: its optimizer
+    state and learning-rate decay carry on, its history and wall time grow.
     """
     os.makedirs(config.output_dir, exist_ok=True)
     path = os.path.join(config.output_dir, f"{preset}.keras")
     dataset = PRESETS[preset]["dataset"]
     config = config.for_dataset(dataset)
     settings = check_settings(preset, config)
-    if os.path.exists(path):
+    settings_path = os.path.join(config.output_dir, f"{preset}.settings.json")
+    earlier = recorded_settings(preset, config.output_dir)
+    if os.path.exists(path) and earlier == settings:
         return keras.saving.load_model(path)
+    lengthened = os.path.exists(path)  # check_settings let it through: trained for fewer epochs
     backup = os.path.join(config.output_dir, f"backup_{preset}")
     history = os.path.join(config.output_dir, f"history_{preset}.csv")
-    if not os.path.exists(backup) and os.path.exists(history):
-        os.remove(history)  # a fresh start: the old history belongs to no model here
-    write_json(settings, os.path.join(config.output_dir, f"{preset}.settings.json"))
+    if not lengthened:
+        if not os.path.exists(backup) and os.path.exists(history):
+            os.remove(history)  # a fresh start: the old history belongs to no model here
+        write_json(settings, settings_path)
     x, y = load_split(dataset, "train", config.train_size, config.data_dir)
     x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
     training = TrainingConfig.for_dataset(dataset, steps_per_epoch=math.ceil(len(x) / TrainingConfig.batch_size))
     keras.utils.set_random_seed(config.seed)
-    model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
-    print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
+    if lengthened:
+        with distribution_scope(config.distribution):
+            model = keras.saving.load_model(path)
+        print(f"Training {preset} on {len(x)} images from epoch {earlier['epochs']} to {config.epochs}", flush=True)
+    else:
+        model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
+        print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
     stop = StopOnSkippedStep()
-    clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=os.path.exists(backup))
+    clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=lengthened or os.path.exists(backup))
     model.fit(
         x,
         y,
         batch_size=training.batch_size,
         epochs=config.epochs,
+        initial_epoch=earlier["epochs"] if lengthened else 0,
         validation_data=(x_test, y_test),
         callbacks=[
             keras.callbacks.BackupAndRestore(backup),
@@ -68,6 +81,8 @@ def train_panel(preset, config, verbose=2):
     if stop.stopped_at is not None:
         raise TrainingStopped(f"{preset}: {stop.message()}")
     model.save(path)
+    if lengthened:
+        write_json(settings, settings_path)  # only now: until saved, the model on disk is the shorter one
     shutil.rmtree(backup, ignore_errors=True)
     return model
 
@@ -118,20 +133,21 @@ def check_settings(preset, config):
     """The settings that decide a panel's weights; refuses a folder trained with others.
 
     A finished `<preset>.keras` or a `backup_<preset>` folder is reused only when
-    `<preset>.settings.json` beside it records the same settings.
+    `<preset>.settings.json` beside it records the same settings, or the same
+    but fewer epochs (`train_panel` then trains it on).
     """
     settings = panel_settings(preset, config)
     folder = config.output_dir
     existing = [p for p in (os.path.join(folder, f"{preset}.keras"), os.path.join(folder, f"backup_{preset}")) if os.path.exists(p)]
     if existing:
         old = recorded_settings(preset, folder)
-        if old != settings:
+        if old != settings and not (old is not None and old["epochs"] < settings["epochs"] and {**old, "epochs": settings["epochs"]} == settings):
             differences = "no record of its settings" if old is None else ", ".join(
                 f"{k} {old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v
             )
             raise StaleModelError(
                 f"{existing[0]} was trained with other settings: {differences}. Delete it, or choose another "
-                f"--output-dir, to train {preset} afresh."
+                f"--output-dir, to train {preset} afresh (more epochs than before would train it on)."
             )
     return settings
 
