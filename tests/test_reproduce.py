@@ -47,46 +47,53 @@ def check_figure(out, figure, panels, expected_size, canonical):
 
 
 @requires_mnist
-@pytest.mark.parametrize("figure", ["fig1", "fig2"])
-def test_mnist_figures(figure, tmp_path):
-    out = tmp_path / figure
-    run(f"{figure}.py", *TINY, "--output-dir", str(out))
+def test_fig2_draws_and_measures_its_panels(tmp_path):
+    out = tmp_path / "fig2"
+    run("fig2.py", *TINY, "--output-dir", str(out))
     # Quick mode draws MNIST and RTS MNIST (TC MNIST is full mode only).
-    panels = [f"{figure}_mnist", f"{figure}_rts_mnist"]
-    assert not (out / f"{figure}_tc_mnist.keras").exists()
+    panels = ["fig2_mnist", "fig2_rts_mnist"]
+    assert not (out / "fig2_tc_mnist.keras").exists()
     # 10 rows per class, 20 columns: 280/420 px high, 560 + 840 px wide plus a gap of 4.
-    check_figure(out, figure, panels, (420, 560 + 840 + 4), canonical=True)
+    check_figure(out, "fig2", panels, (420, 560 + 840 + 4), canonical=True)
     metrics = json.loads((out / "metrics.json").read_text())
     for panel in panels:
         assert {"grid_plausibility", "prior_grid_plausibility", "grid_ranges"} <= set(metrics[panel])
-        # Learned frames against the RTS ground truth: Figure 2's RTS panel only.
-        correlation = metrics[panel].get("theta_truth_correlation")
-        assert (correlation is not None) == (panel == "fig2_rts_mnist")
-        if correlation is not None:
-            assert set(correlation) == {"angle", "scale", "shift_x", "shift_y"}
-            assert all(-1.0 <= r <= 1.0 for r in correlation.values())
-    for name in (f"{figure}_annotated.png", "curves.png", f"history_{figure}_mnist.csv", f"{figure}_mnist.settings.json"):
+    # Learned frames against the RTS ground truth: the RTS panel only.
+    assert "theta_truth_correlation" not in metrics["fig2_mnist"]
+    correlation = metrics["fig2_rts_mnist"]["theta_truth_correlation"]
+    assert set(correlation) == {"angle", "scale", "shift_x", "shift_y"}
+    assert all(-1.0 <= r <= 1.0 for r in correlation.values())
+    for name in ("fig2_annotated.png", "curves.png", "history_fig2_mnist.csv", "fig2_mnist.settings.json"):
         assert (out / name).exists(), name
     # --from-models redraws without training: no new models, no metrics rewritten.
     before = (out / "metrics.json").stat().st_mtime
     redraw = tmp_path / "redraw"
-    stdout = run(f"{figure}.py", "--quick", "--from-models", str(out), "--output-dir", str(redraw))
+    stdout = run("fig2.py", "--quick", "--from-models", str(out), "--output-dir", str(redraw))
     assert "Training" not in stdout
-    assert pixel_size(redraw / f"{figure}.png") == (420, 1404)
+    assert pixel_size(redraw / "fig2.png") == (420, 1404)
     assert (out / "metrics.json").stat().st_mtime == before
 
 
 @requires_mnist
-def test_panels_train_one_at_a_time(tmp_path):
-    """--panels trains and draws only the named panels; metrics.json keeps the others' numbers."""
+def test_fig1_panels_train_one_at_a_time(tmp_path):
+    """--panels trains and draws only the named panels; metrics.json keeps the others' numbers.
+
+    Figure 1's whole run is this test's two runs (the same drawing code as Figure 2's).
+    """
     out = tmp_path / "fig1"
     run("fig1.py", *TINY, "--output-dir", str(out), "--panels", "fig1_mnist")
     assert (out / "fig1_mnist.keras").exists() and not (out / "fig1_rts_mnist.keras").exists()
     assert pixel_size(out / "fig1.png") == (280, 560)
     run("fig1.py", *TINY, "--output-dir", str(out), "--panels", "fig1_rts_mnist")
+    check_figure(out, "fig1", ["fig1_rts_mnist"], (420, 840), canonical=True)
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"fig1_mnist", "fig1_rts_mnist"} <= set(metrics)
+    for panel in ("fig1_mnist", "fig1_rts_mnist"):
+        assert PANEL_KEYS | {"grid_plausibility", "grid_ranges"} <= set(metrics[panel])
+        assert "theta_truth_correlation" not in metrics[panel]  # no learned frame without symmetry statistics
     assert metrics["fig1_mnist"]["training_epochs"] == 1 and metrics["fig1_mnist"]["training_wall_time_s"] > 0
+    for name in ("fig1_annotated.png", "curves.png", "history_fig1_mnist.csv", "history_fig1_rts_mnist.csv"):
+        assert (out / name).exists(), name
     # A panel whose recorded settings differ from the run's is not carried over.
     config = run_config.RunConfig.from_args("fig1", run_config.add_arguments(argparse.ArgumentParser(), "fig1").parse_args(TINY))
     config = dataclasses.replace(config, output_dir=str(out))
@@ -200,47 +207,15 @@ def test_a_model_trained_with_other_settings_is_not_reused(tmp_path, monkeypatch
 
 
 @requires_mnist
-def test_an_interrupted_panel_resumes_from_its_last_epoch(tmp_path, monkeypatch):
-    """Resumes after the last finished epoch, keeping the history of the epochs before.
+def test_an_interrupted_panel_resumes_and_a_finished_one_trains_on(tmp_path, monkeypatch):
+    """Resumes after the last finished epoch; more epochs later train the saved panel on.
 
-    Not bit-exact with an uninterrupted run: Keras' BackupAndRestore restores the
-    weights and the optimizer but not the random streams (dropout, latent noise,
-    shuffling), which restart from the seed (docs/deviations.md).
+    The history, wall time and optimizer (whose iterations drive the decay) carry on
+    across the interruptions and the lengthening. Not bit-exact with an uninterrupted
+    run: Keras' BackupAndRestore restores the weights and the optimizer but not the
+    random streams (dropout, latent noise, shuffling), which restart from the seed
+    (docs/deviations.md).
     """
-    import keras
-
-
-    small = {"encoder_units": [8, 8], "decoder_units": 8, "classifier_filters": [2, 2, 2], "classifier_units": 4,
-             "ssn_filters": [2, 2], "ssn_units": 4}
-
-    def config(folder):
-        return run_config.RunConfig(figure="fig2", output_dir=str(folder), epochs=3, train_size=40, test_size=20,
-                                     overrides=small, seed=5)
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-    real_fit = keras.Model.fit
-    monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **k: real_fit(self, *a, callbacks=[*callbacks, Interrupt()], **k))
-    with pytest.raises(KeyboardInterrupt):
-        runs.train_panel("fig2_mnist", config(tmp_path / "split"))
-    monkeypatch.setattr(keras.Model, "fit", real_fit)
-    resumed = runs.train_panel("fig2_mnist", config(tmp_path / "split"))
-    history = (tmp_path / "split" / "history_fig2_mnist.csv").read_text().strip().splitlines()
-    assert len(history) == 1 + 3  # header and the three epochs, across the interruption
-    # One step per epoch, none repeated: the resumed run restored the optimizer after epoch 2.
-    assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 3
-    # The wall time of training is summed across the interruption.
-    record = runs.training_record("fig2_mnist", str(tmp_path / "split"))
-    assert record["epochs"] == 3 and len(record["epoch_wall_times_s"]) == 3
-    assert record["wall_time_s"] == pytest.approx(sum(record["epoch_wall_times_s"]))
-
-
-@requires_mnist
-def test_a_finished_panel_trains_on_to_more_epochs(tmp_path):
-    """More epochs than a saved panel had train it on, optimizer and history kept; fewer are refused."""
     import keras
 
     small = {"encoder_units": [8, 8], "decoder_units": 8, "classifier_filters": [2, 2, 2], "classifier_units": 4,
@@ -250,14 +225,39 @@ def test_a_finished_panel_trains_on_to_more_epochs(tmp_path):
         return run_config.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=epochs, train_size=40, test_size=20,
                                      overrides=small, seed=5)
 
-    runs.train_panel("fig2_mnist", config(2))
-    longer = runs.train_panel("fig2_mnist", config(3))
-    # One step per epoch: the third continued from the saved optimizer (iterations drive the decay).
-    assert int(keras.ops.convert_to_numpy(longer.optimizer.iterations)) == 3
-    history = (tmp_path / "history_fig2_mnist.csv").read_text().strip().splitlines()
-    assert [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
-    assert runs.training_record("fig2_mnist", str(tmp_path))["epochs"] == 3
-    assert runs.recorded_settings("fig2_mnist", str(tmp_path))["epochs"] == 3
-    assert runs.trained_with("fig2_mnist", config(3))
-    with pytest.raises(runs.StaleModelError, match=r"epochs 3 \(now 2\)"):
-        runs.train_panel("fig2_mnist", config(2))
+    def interrupted_after(last_epoch):
+        class Interrupt(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == last_epoch:
+                    raise KeyboardInterrupt
+
+        return lambda self, *a, callbacks=(), **k: real_fit(self, *a, callbacks=[*callbacks, Interrupt()], **k)
+
+    def steps_taken(model):  # one step per epoch: 40 images, batch 250
+        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+    def check_record(epochs):
+        history = (tmp_path / "history_fig2_mnist.csv").read_text().strip().splitlines()
+        assert [line.split(",")[0] for line in history[1:]] == [str(e) for e in range(epochs)]
+        record = runs.training_record("fig2_mnist", str(tmp_path))
+        assert record["epochs"] == epochs and len(record["epoch_wall_times_s"]) == epochs
+        assert record["wall_time_s"] == pytest.approx(sum(record["epoch_wall_times_s"]))
+
+    real_fit = keras.Model.fit
+    monkeypatch.setattr(keras.Model, "fit", interrupted_after(1))
+    with pytest.raises(KeyboardInterrupt):
+        runs.train_panel("fig2_mnist", config(3))
+    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    assert steps_taken(runs.train_panel("fig2_mnist", config(3))) == 3  # epoch 3 only, after the backup of 2
+    check_record(3)
+    # Lengthened to 5 epochs, interrupted after the 4th, then finished.
+    monkeypatch.setattr(keras.Model, "fit", interrupted_after(3))
+    with pytest.raises(KeyboardInterrupt):
+        runs.train_panel("fig2_mnist", config(5))
+    assert runs.recorded_settings("fig2_mnist", str(tmp_path))["epochs"] == 3  # the saved model is still the 3-epoch one
+    monkeypatch.setattr(keras.Model, "fit", real_fit)
+    assert steps_taken(runs.train_panel("fig2_mnist", config(5))) == 5
+    check_record(5)
+    assert runs.trained_with("fig2_mnist", config(5)) and not (tmp_path / "backup_fig2_mnist").exists()
+    with pytest.raises(runs.StaleModelError, match=r"epochs 5 \(now 3\)"):
+        runs.train_panel("fig2_mnist", config(3))
