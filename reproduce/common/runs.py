@@ -141,7 +141,7 @@ def check_settings(preset, config):
     existing = [p for p in (os.path.join(folder, f"{preset}.keras"), os.path.join(folder, f"backup_{preset}")) if os.path.exists(p)]
     if existing:
         old = recorded_settings(preset, folder)
-        if old != settings and not (old is not None and old["epochs"] < settings["epochs"] and {**old, "epochs": settings["epochs"]} == settings):
+        if old != settings and not shorter_run(old, settings):
             differences = "no record of its settings" if old is None else ", ".join(
                 f"{k} {old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v
             )
@@ -150,6 +150,11 @@ def check_settings(preset, config):
                 f"--output-dir, to train {preset} afresh (more epochs than before would train it on)."
             )
     return settings
+
+
+def shorter_run(old, settings):
+    """Whether the recorded settings `old` are `settings` with fewer epochs: a run to train on."""
+    return old is not None and old["epochs"] < settings["epochs"] and {**old, "epochs": settings["epochs"]} == settings
 
 
 def trained_with(preset, config):
