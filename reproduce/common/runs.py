@@ -42,7 +42,7 @@ def train_panel(preset, config, verbose=2):
     earlier = recorded_settings(preset, config.output_dir)
     if os.path.exists(path) and earlier == settings:
         return keras.saving.load_model(path)
-    lengthened = os.path.exists(path)  # check_settings let it through: trained for fewer epochs
+    lengthened = os.path.exists(path) and shorter_run(earlier, settings)
     backup = os.path.join(config.output_dir, f"backup_{preset}")
     history = os.path.join(config.output_dir, f"history_{preset}.csv")
     if not lengthened:
