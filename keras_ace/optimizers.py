@@ -15,6 +15,43 @@ def all_finite(grads):
 
 
 @keras_ace_export
+class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """An exponential learning-rate decay counted in epochs, whatever the batch size.
+
+    `lr(step) = initial_learning_rate * decay_rate ** (step / (decay_epochs * steps_per_epoch))`.
+    Appendix A's "decay = 50 epochs" with `decay_rate = 1/e`. `ACE.fit` sets
+    `steps_per_epoch` from the data and the batch size it trains with, so that a run
+    with another batch size decays over the same number of epochs.
+
+    Args:
+        initial_learning_rate: the rate at step 0.
+        decay_epochs: epochs over which the rate falls by `decay_rate`.
+        decay_rate: the factor per `decay_epochs`.
+        steps_per_epoch: optimizer steps in one epoch.
+    """
+
+    def __init__(self, initial_learning_rate, decay_epochs, decay_rate, steps_per_epoch):
+        if not (initial_learning_rate > 0 and decay_epochs > 0 and decay_rate > 0 and steps_per_epoch >= 1):
+            raise ValueError(
+                "EpochDecay needs positive rates and epochs and at least one step per epoch. Received: "
+                f"initial_learning_rate={initial_learning_rate}, decay_epochs={decay_epochs}, "
+                f"decay_rate={decay_rate}, steps_per_epoch={steps_per_epoch}"
+            )
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_epochs = float(decay_epochs)
+        self.decay_rate = float(decay_rate)
+        self.steps_per_epoch = int(steps_per_epoch)
+
+    def __call__(self, step):
+        epoch = ops.cast(step, "float32") / float(self.steps_per_epoch)
+        return self.initial_learning_rate * ops.power(self.decay_rate, epoch / self.decay_epochs)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_epochs": self.decay_epochs,
+                "decay_rate": self.decay_rate, "steps_per_epoch": self.steps_per_epoch}
+
+
+@keras_ace_export
 class Adam(keras.optimizers.Adam):
     """`keras.optimizers.Adam` that skips non-finite steps, fused into one kernel on TensorFlow.
 
@@ -27,6 +64,12 @@ class Adam(keras.optimizers.Adam):
     On JAX the train step is compiled and XLA fuses the update anyway; on PyTorch and
     with `amsgrad=True` the update itself is Keras' own Adam.
     """
+
+    def __init__(self, learning_rate=0.001, **kwargs):
+        super().__init__(learning_rate=learning_rate, **kwargs)
+        # The schedule, where there is one (`ACE.fit` tells an `EpochDecay` the steps of an epoch).
+        schedule = keras.optimizers.schedules.LearningRateSchedule
+        self.learning_rate_schedule = learning_rate if isinstance(learning_rate, schedule) else None
 
     def build(self, var_list):
         if self.built:

@@ -9,9 +9,11 @@ from keras import ops
 from data_tools.datasets import DATASETS
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.ace import ACE
+from keras_ace.models.ace import BATCH_SIZE
 from keras_ace.models.presets import PRESETS
 from keras_ace.models.presets import paper_settings
 from keras_ace.optimizers import Adam
+from keras_ace.optimizers import EpochDecay
 
 TRAIN_SIZES = {"mnist": 60000, "rts_mnist": 60000, "tc_mnist": 60000, "cifar10": 50000}
 
@@ -26,8 +28,9 @@ class TrainingConfig:
     # lr(epoch) = learning_rate * decay_rate ** (epoch / decay_epochs), applied per step.
     decay_epochs: float = 50.0
     decay_rate: float = math.exp(-1.0)
-    batch_size: int = 250
-    # Steps per epoch, to turn decay_epochs into steps: training set size / batch_size.
+    batch_size: int = BATCH_SIZE
+    # Steps per epoch, to turn decay_epochs into steps: training set size / batch_size
+    # (`ACE.fit` resets it from the data and batch size it is given).
     steps_per_epoch: int = 240
 
     @classmethod
@@ -40,12 +43,8 @@ class TrainingConfig:
         return dataclasses.replace(config, **overrides)
 
     def schedule(self):
-        """The learning rate per step."""
-        return keras.optimizers.schedules.ExponentialDecay(
-            self.learning_rate,
-            decay_steps=max(1, round(self.decay_epochs * self.steps_per_epoch)),
-            decay_rate=self.decay_rate,
-        )
+        """The learning rate per step, decaying per epoch."""
+        return EpochDecay(self.learning_rate, self.decay_epochs, self.decay_rate, self.steps_per_epoch)
 
     def optimizer(self):
         return Adam(learning_rate=self.schedule())
@@ -60,6 +59,7 @@ def compile_ace(model, training=None, dataset="mnist"):
     """Compiles `model` with Adam and the decay schedule of `training` (a `TrainingConfig`)."""
     training = training or TrainingConfig.for_dataset(dataset)
     model.compile(optimizer=training.optimizer())
+    model.batch_size = training.batch_size
     return model
 
 

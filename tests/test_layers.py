@@ -113,7 +113,57 @@ class TestSpatialTransformer:
         np.testing.assert_array_equal(out[:2], np.zeros_like(out[:2]))
         np.testing.assert_allclose(out[2], images[2], atol=1e-5)
 
+    def test_border_padding_reads_the_nearest_edge_pixel(self):
+        # An integer shift by (dy, dx) = (2, -3): what comes in from outside repeats the
+        # edge rows and columns (np.pad's "edge" mode), as Lasagne's TransformerLayer does.
+        images = RNG.random((1, 10, 12, 1)).astype(np.float32)
+        dy, dx = 2, -3
+        theta = np.asarray([[1, 0, -2 * dx / 11, 0, 1, -2 * dy / 9]], np.float32)
+        out = numpy(layers.SpatialTransformer(padding="border")([images, theta]))
+        edge = np.pad(images[0], ((dy, 0), (0, -dx), (0, 0)), mode="edge")[:10, -dx:]
+        np.testing.assert_allclose(out[0], edge, atol=1e-5)
+        # Far away, every point reads a corner; zoomed out, the frame repeats the edges.
+        far = numpy(layers.SpatialTransformer(padding="border")([images, np.asarray([[1, 0, 50, 0, 1, 50]], np.float32)]))
+        np.testing.assert_allclose(far[0], np.full_like(far[0], images[0, -1, -1, 0]), atol=1e-5)
+
+    def test_border_gradients_reach_theta_and_images(self):
+        ys, xs = np.mgrid[0:12, 0:12]
+        images = np.exp(-((xs - 5.3) ** 2 + (ys - 6.1) ** 2) / 8.0)[None, :, :, None].astype(np.float32)
+        images = images + 0.5 * (xs / 11.0)[None, :, :, None].astype(np.float32)  # bright right edge
+        theta0 = rotation_theta(20, 1.3, 0.1, -0.05)[None]  # reaches outside the image
+        weights = ops.convert_to_tensor(RNG.random((1, 12, 12, 1)).astype(np.float32))
+        border = layers.SpatialTransformer(padding="border")
+
+        def loss(theta):
+            return ops.sum(border([images, theta]) * weights)
+
+        analytic = gradient(loss, theta0)
+        eps = 1e-3
+        numeric = np.zeros(6)
+        for i in range(6):
+            step = np.zeros((1, 6), np.float32)
+            step[0, i] = eps
+            numeric[i] = (float(numpy(loss(theta0 + step))) - float(numpy(loss(theta0 - step)))) / (2 * eps)
+        assert np.abs(analytic).max() > 0.1
+        np.testing.assert_allclose(analytic[0], numeric, rtol=0.05, atol=0.02)
+        # Each edge pixel also receives the weights of the points clipped onto it.
+        shift = np.asarray([[1, 0, 2 * 2 / 11, 0, 1, 0]], np.float32)  # out[y, x] = in[y, x + 2]
+        image_gradient = gradient(lambda x: ops.sum(border([x, shift]) * weights), images)
+        w = numpy(weights)[0, :, :, 0]
+        np.testing.assert_allclose(image_gradient[0, :, 2:-1, 0], w[:, :-3], atol=1e-5)
+        np.testing.assert_allclose(image_gradient[0, :, -1, 0], w[:, -3:].sum(-1), atol=1e-5)
+        np.testing.assert_array_equal(image_gradient[0, :, :2, 0], 0.0)
+
+    def test_non_finite_theta_reads_zeros_with_border_padding_too(self):
+        images = RNG.random((3, 8, 8, 1)).astype(np.float32) + 0.5
+        theta = np.stack([[np.nan, 0, 0, 0, 1, 0], [1, 0, np.inf, 0, 1, 0], IDENTITY]).astype(np.float32)
+        out = numpy(layers.SpatialTransformer(padding="border")([images, theta]))
+        np.testing.assert_array_equal(out[:2], np.zeros_like(out[:2]))
+        np.testing.assert_allclose(out[2], images[2], atol=1e-5)
+
     def test_bad_input(self):
+        with pytest.raises(ValueError, match="Received: padding='reflect'"):
+            layers.SpatialTransformer(padding="reflect")
         layer = layers.SpatialTransformer()
         with pytest.raises(ValueError, match=r"Received: images.shape=\(2, 8, 8\)"):
             layer([np.zeros((2, 8, 8), np.float32), np.zeros((2, 6), np.float32)])
@@ -123,8 +173,9 @@ class TestSpatialTransformer:
             layers.SpatialTransformer(output_size=(0, 3))
 
     def test_config_and_saving(self, tmp_path):
-        layer = layers.SpatialTransformer(output_size=(6, 6))
-        assert layers.SpatialTransformer.from_config(layer.get_config()).output_size == (6, 6)
+        layer = layers.SpatialTransformer(output_size=(6, 6), padding="border")
+        again = layers.SpatialTransformer.from_config(layer.get_config())
+        assert again.output_size == (6, 6) and again.padding == "border"
         model = functional_model(layer, [(8, 8, 1), (6,)])
         inputs = [RNG.random((2, 8, 8, 1)).astype(np.float32), np.stack([rotation_theta(30), rotation_theta(-10, 1.2)])]
         np.testing.assert_allclose(numpy(save_and_reload(model, tmp_path)(inputs)), numpy(model(inputs)), atol=1e-6)

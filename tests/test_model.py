@@ -146,12 +146,41 @@ class TestConstruction:
         with pytest.raises(ValueError, match="needs RGB"):
             ACE((28, 28, 1), symmetry="spatial_color")
 
+    def test_padding_and_colour_inverse_are_saved_and_older_files_keep_theirs(self):
+        model = tiny_ace((16, 16, 3), symmetry="spatial_color")
+        assert model.transformer.padding == "border" and model.color_unmixing.inverse is False
+        config = model.get_config()
+        again = ACE.from_config(config)
+        assert again.transformer.padding == "border" and again.color_mixing.inverse is True
+        # A file saved before these settings existed was trained with zeros and the inverse on the way back.
+        before = {k: v for k, v in config.items() if k not in ("padding", "color_inverse")}
+        old = ACE.from_config(before)
+        assert old.transformer.padding == "zeros" and old.color_mixing.inverse is False and old.color_unmixing.inverse is True
+        with pytest.raises(ValueError, match="Received: padding='edge'"):
+            tiny_ace(padding="edge")
+        with pytest.raises(ValueError, match="Received: color_inverse='both'"):
+            tiny_ace(color_inverse="both")
+
     def test_learning_rate_decays_over_50_epochs(self):
         config = keras_ace.TrainingConfig.for_dataset("mnist")
         schedule = config.schedule()
         lr_at = lambda epoch: float(keras.ops.convert_to_numpy(schedule(epoch * config.steps_per_epoch)))
         assert lr_at(0) == pytest.approx(0.0015)
         assert lr_at(50) == pytest.approx(0.0015 / np.e, rel=1e-4)
+
+    def test_fit_takes_the_paper_batch_and_decays_per_epoch_whatever_the_batch(self):
+        """Keras' default batch is 32; an ACE trains with Appendix A's 250 unless told otherwise."""
+        x, y = tiny_data(500)
+        learning_rate = {}
+        for batch_size, steps in ((None, 2), (50, 10)):
+            model = tiny_ace()
+            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+            assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == steps
+            learning_rate[batch_size] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        # One epoch of the 50-epoch e-fold decay, at either batch size.
+        expected = keras_ace.TrainingConfig.for_dataset("mnist").learning_rate * np.exp(-1 / 50)
+        assert learning_rate[None] == pytest.approx(expected, rel=1e-5)
+        assert learning_rate[50] == pytest.approx(expected, rel=1e-5)
 
     def test_bad_input_refused_before_training(self):
         model = tiny_ace()
@@ -224,9 +253,9 @@ def test_shared_decoder_ablation():
 # ------------------------------------------------------------------ control
 
 
-def blob_model(image_shape=(16, 16, 1), symmetry="spatial", colour=(1.0,)):
+def blob_model(image_shape=(16, 16, 1), symmetry="spatial", colour=(1.0,), **overrides):
     """An ACE whose decoders always draw a bar-shaped Gaussian blob (long along x) at the centre."""
-    model = tiny_ace(image_shape, symmetry=symmetry)
+    model = tiny_ace(image_shape, symmetry=symmetry, **overrides)
     model.build()
     h, w, _ = image_shape
     ys, xs = np.mgrid[0:h, 0:w]
@@ -264,9 +293,14 @@ class TestControl:
         grown = bar(model.control(x, scale=1.3))
         np.testing.assert_allclose(spread(grown) / spread(base), 1.3, rtol=0.05)
 
-    def test_recolouring_goes_through_the_colour_statistics(self):
-        """Reconstruction undoes the colour matrix the symmetry net infers; `color` mixes on top."""
-        model = blob_model((16, 16, 3), symmetry="spatial_color", colour=(0.8, 0.4, 0.1))
+    @pytest.mark.parametrize("color_inverse", ["canonicalize", "to_observation"])
+    def test_recolouring_goes_through_the_colour_statistics(self, color_inverse):
+        """Reconstruction maps the canonical colours back through the colour statistics; `color` mixes on top.
+
+        By default the row-stochastic matrix C itself maps the canonical image to the
+        observation (C canonicalises in files saved before 0.3: there its inverse maps back).
+        """
+        model = blob_model((16, 16, 3), symmetry="spatial_color", colour=(0.8, 0.4, 0.1), color_inverse=color_inverse)
         x, _ = tiny_data(2, (16, 16, 3))
         # Colour logits away from the identity: the net now infers C != I for every image.
         bias = np.zeros(15, np.float32)
@@ -275,14 +309,19 @@ class TestControl:
         colour = model.symmetry_statistics(x)["color"]
         assert np.abs(colour - np.eye(3)).max() > 0.05
         canonical = keras.ops.convert_to_numpy(model.latent_grid(0, [[0.0]]))[0]  # (H, W, 3), the same for every class
-        expected = np.einsum("bij,hwj->bhwi", np.linalg.inv(colour), canonical)
+        back = colour if color_inverse == "canonicalize" else np.linalg.inv(colour)
+        expected = np.einsum("bij,hwj->bhwi", back, canonical)
         np.testing.assert_allclose(model.reconstruct(x), expected, atol=1e-4)
+        # A convex mix of [0, 1] colours stays in [0, 1]; the inverse's negative entries leave it.
+        inside = (expected.min() >= 0) and (expected.max() <= 1)
+        assert inside == (color_inverse == "canonicalize")
         swap = np.eye(3, dtype=np.float32)[[2, 1, 0]]
         np.testing.assert_allclose(model.control(x, color=swap), expected[..., ::-1], atol=1e-4)
 
-    def test_colour_statistics_round_trip(self):
+    @pytest.mark.parametrize("color_inverse", ["canonicalize", "to_observation"])
+    def test_colour_statistics_round_trip(self, color_inverse):
         """Box 0.4 and its inverse: canonicalising and mapping back returns the image."""
-        model = tiny_ace((16, 16, 3), symmetry="spatial_color")
+        model = tiny_ace((16, 16, 3), symmetry="spatial_color", padding="zeros", color_inverse=color_inverse)
         model.build()
         x, _ = tiny_data(2, (16, 16, 3))
         u = keras.ops.convert_to_tensor(np.concatenate([np.zeros((2, 6)), RNG.normal(size=(2, 9))], 1).astype(np.float32))

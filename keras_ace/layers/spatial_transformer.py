@@ -17,6 +17,8 @@ from keras_ace.api_export import keras_ace_export
 from keras_ace.backend_ops import guard_determinant
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+# What a point outside the input reads: "zeros", or "border", the nearest edge pixel.
+PADDINGS = ("zeros", "border")
 
 
 def check_theta_shape(shape, layer):
@@ -38,14 +40,19 @@ def check_image_shape(shape, layer):
 class SpatialTransformer(keras.layers.Layer):
     """Resamples images bilinearly through per-example affine transforms.
 
-    Points outside the input read zeros, and so does every output pixel of an example
-    whose theta holds NaN or Inf (never an out-of-range read). Differentiable with respect to both the images
-    and `theta`; a `theta` that maps the grid far outside the image gives a blank image.
-    Written with `keras.ops` only (not `keras.ops.image.affine_transform`, which passes
-    no gradient to the transform).
+    Points outside the input read zeros (`padding="zeros"`) or the nearest edge pixel
+    (`padding="border"`: the sampling coordinates are clipped to the image, as in the
+    Theano-era transformers of 2015, Lasagne's `TransformerLayer` among them). Every
+    output pixel of an example whose theta holds NaN or Inf reads zeros in either mode
+    (never an edge, never an out-of-range read). Differentiable with respect to both the
+    images and `theta` (with "border", a point clipped to the edge passes no gradient to
+    theta); with "zeros", a `theta` that maps the grid far outside the image gives a
+    blank image. Written with `keras.ops` only (not `keras.ops.image.affine_transform`,
+    which passes no gradient to the transform).
 
     Args:
         output_size: `(height, width)` of the output grid; default: the input's size.
+        padding: `"zeros"` or `"border"`, what a point outside the input reads.
 
     Call arguments:
         inputs: `[images, theta]`, images (B, H, W, C) and theta (B, 6).
@@ -61,8 +68,11 @@ class SpatialTransformer(keras.layers.Layer):
     True
     """
 
-    def __init__(self, output_size=None, **kwargs):
+    def __init__(self, output_size=None, padding="zeros", **kwargs):
         super().__init__(**kwargs)
+        if padding not in PADDINGS:
+            raise ValueError(f"Unknown padding. Expected one of {PADDINGS}. Received: padding={padding!r}")
+        self.padding = padding
         if output_size is not None:
             output_size = tuple(int(s) for s in output_size)
             if len(output_size) != 2 or min(output_size) < 1:
@@ -80,7 +90,7 @@ class SpatialTransformer(keras.layers.Layer):
         images, theta = inputs
         height, width = images.shape[1], images.shape[2]
         out_h, out_w = self.output_size or (height, width)
-        return resample(images, theta, out_h, out_w)
+        return resample(images, theta, out_h, out_w, self.padding)
 
     def compute_output_shape(self, input_shape):
         image_shape = input_shape[0]
@@ -88,7 +98,7 @@ class SpatialTransformer(keras.layers.Layer):
         return (image_shape[0], out_h, out_w, image_shape[3])
 
     def get_config(self):
-        return {**super().get_config(), "output_size": self.output_size}
+        return {**super().get_config(), "output_size": self.output_size, "padding": self.padding}
 
 
 def sampling_grid(theta, out_h, out_w):
@@ -108,17 +118,25 @@ def _outside_if_nan(coordinates):
     return ops.where(ops.isnan(coordinates), ops.full_like(coordinates, -2.0), coordinates)
 
 
-def resample(images, theta, out_h, out_w):
+def resample(images, theta, out_h, out_w, padding="zeros"):
     """The bilinear sampler behind `SpatialTransformer`: (B, H, W, C) -> (B, out_h, out_w, C)."""
     height, width, channels = images.shape[1], images.shape[2], images.shape[3]
     batch = ops.shape(images)[0]
     x, y = sampling_grid(theta, out_h, out_w)
-    # To pixel units; clipping just outside the image keeps far-away points finite and
-    # makes them read zeros (the clipped region has zero weight or zero value). A
-    # non-finite theta gives NaN points: they are sent outside too, so they read zeros
-    # and never become an out-of-range index.
-    x = ops.clip(_outside_if_nan((x + 1.0) * (width - 1) / 2.0), -2.0, width + 1.0)  # (B, P)
-    y = ops.clip(_outside_if_nan((y + 1.0) * (height - 1) / 2.0), -2.0, height + 1.0)
+    x = (x + 1.0) * (width - 1) / 2.0  # (B, P), pixel units
+    y = (y + 1.0) * (height - 1) / 2.0
+    if padding == "border":
+        # Clipped to the image, each point reads its nearest edge pixel; an example whose
+        # theta is not finite is sent outside instead, to read zeros below.
+        finite = ops.all(ops.isfinite(ops.cast(theta, "float32")), axis=1, keepdims=True)  # (B, 1)
+        x = ops.where(finite, ops.clip(x, 0.0, width - 1.0), -2.0)
+        y = ops.where(finite, ops.clip(y, 0.0, height - 1.0), -2.0)
+    # Clipping just outside the image keeps far-away points finite and makes them read
+    # zeros (the clipped region has zero weight or zero value). A non-finite theta gives
+    # NaN points: they are sent outside too, so they read zeros and never become an
+    # out-of-range index.
+    x = ops.clip(_outside_if_nan(x), -2.0, width + 1.0)
+    y = ops.clip(_outside_if_nan(y), -2.0, height + 1.0)
     x0 = ops.floor(x)
     y0 = ops.floor(y)
     wx = x - x0  # gradients to theta flow through the interpolation weights

@@ -10,6 +10,7 @@ from keras_ace import validation
 from keras_ace.api_export import keras_ace_export
 from keras_ace.backend_ops import scale_loss_for_replicas
 from keras_ace.layers.color_mixing import ColorMixing
+from keras_ace.layers.spatial_transformer import PADDINGS
 from keras_ace.layers.spatial_transformer import SpatialTransformer
 from keras_ace.layers.spatial_transformer import invert_theta
 from keras_ace.models.auto_encoder import AutoEncoder
@@ -20,9 +21,18 @@ from keras_ace.models.generation import FRAME_PRIOR_IMAGES
 from keras_ace.models.generation import GenerationAndControl
 from keras_ace.models.symmetry_statistics_net import SYMMETRIES
 from keras_ace.models.symmetry_statistics_net import SymmetryStatisticsNet
+from keras_ace.optimizers import EpochDecay
 
 # Keeps the Bernoulli log-likelihood finite where a resampled output is exactly 0 or 1.
 PROBABILITY_EPSILON = 1e-6
+# Where the inverse of the colour statistics' matrix goes: "canonicalize" (the matrix,
+# row-stochastic, maps the decoded canonical image to the observation, so what the
+# likelihood sees stays in [0, 1]) or "to_observation" (files saved before 0.3).
+COLOR_INVERSES = ("canonicalize", "to_observation")
+# What files saved before 0.3 were trained with; `from_config` fills them in.
+BEFORE_0_3 = {"padding": "zeros", "color_inverse": "to_observation"}
+# Appendix A trains with batches of 250: `ACE.fit`'s default for arrays.
+BATCH_SIZE = 250
 # The weight layout of saved files: 2 since the three parts of Figure 5 are Models of
 # their own (0.1 files have none: `keras_ace.models.legacy` converts them).
 LAYOUT = 2
@@ -74,6 +84,14 @@ class ACE(GenerationAndControl, keras.Model):
             symmetry_initial_log_scale: the `SymmetryStatisticsNet`'s `filters`,
             `kernel_size`, `units`, `prior_scale`, `initial_log_scale` (it samples
             with the auto-encoder's `sampling`).
+        padding: what box 0.4's `SpatialTransformer` reads outside the image: `"border"`
+            (the nearest edge pixel, as the Theano-era transformers of 2015; default)
+            or `"zeros"` (docs/deviations.md, docs/results.md).
+        color_inverse: with colour statistics, which direction of box 0.4 applies the
+            inverse of the row-stochastic matrix M: `"canonicalize"` (default; the
+            decoded image is mapped to the observation by M itself, a convex mix of its
+            channels, so it stays in [0, 1]) or `"to_observation"` (M canonicalises and
+            its inverse, which has negative entries, maps back).
         seed: seed of all sampling.
 
     Example:
@@ -107,6 +125,8 @@ class ACE(GenerationAndControl, keras.Model):
         symmetry_prior_scale=(0.2, 1.0),
         symmetry_initial_log_scale=-3.0,
         per_class_decoders=True,
+        padding="border",
+        color_inverse="canonicalize",
         seed=None,
         **kwargs,
     ):
@@ -117,6 +137,8 @@ class ACE(GenerationAndControl, keras.Model):
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
         check_choice(symmetry, (None, *SYMMETRIES), "symmetry")
+        check_choice(padding, PADDINGS, "padding")
+        check_choice(color_inverse, COLOR_INVERSES, "color_inverse")
         if symmetry == "spatial_color" and image_shape[-1] != 3:
             raise ValueError(f"symmetry='spatial_color' needs RGB images. Received: image_shape={image_shape}")
         self.image_shape, self.num_classes, self.symmetry, self.seed = image_shape, int(num_classes), symmetry, seed
@@ -129,7 +151,7 @@ class ACE(GenerationAndControl, keras.Model):
             "classifier_input_offset": classifier_input_offset, "hidden_dropout": hidden_dropout,
             "ssn_filters": ssn_filters, "ssn_kernel_size": ssn_kernel_size, "ssn_units": ssn_units,
             "symmetry_prior_scale": symmetry_prior_scale, "symmetry_initial_log_scale": symmetry_initial_log_scale,
-            "per_class_decoders": per_class_decoders,
+            "per_class_decoders": per_class_decoders, "padding": padding, "color_inverse": color_inverse,
         }  # fmt: skip
 
         # Two seeds drawn from one: the latents' and the symmetry statistics' samplers.
@@ -139,10 +161,11 @@ class ACE(GenerationAndControl, keras.Model):
                 symmetry, ssn_filters, ssn_kernel_size, ssn_units, sampling, symmetry_prior_scale,
                 symmetry_initial_log_scale, seed=seeds[1], name="symmetry_net",
             )  # fmt: skip
-            self.transformer = SpatialTransformer(name="transformer")
+            self.transformer = SpatialTransformer(padding=padding, name="transformer")
             if symmetry == "spatial_color":
-                self.color_mixing = ColorMixing(name="color_mixing")
-                self.color_unmixing = ColorMixing(inverse=True, name="color_unmixing")
+                inverse_first = color_inverse == "canonicalize"
+                self.color_mixing = ColorMixing(inverse=inverse_first, name="color_mixing")
+                self.color_unmixing = ColorMixing(inverse=not inverse_first, name="color_unmixing")
         self.classifier = Classifier(
             num_classes, classifier_filters, classifier_units, input_dropout, hidden_dropout,
             classifier_input_offset, name="classifier",
@@ -160,6 +183,8 @@ class ACE(GenerationAndControl, keras.Model):
         self.error_tracker = keras.metrics.Mean(name="classification_error")
         self.nll_bound_tracker = keras.metrics.Mean(name="nll_bound")
         self._evaluating = False
+        # `fit`'s batch size for arrays when the caller gives none (`compile_ace` sets its TrainingConfig's).
+        self.batch_size = BATCH_SIZE
 
     def build(self, input_shape=None):
         if self.built:
@@ -292,10 +317,13 @@ class ACE(GenerationAndControl, keras.Model):
         """
         validation.check_training_data(x, y, self.image_shape, self.num_classes)
 
-    def fit(self, x=None, y=None, *args, validation_data=None, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, *args, validation_data=None, **kwargs):
         """`keras.Model.fit`; NumPy images and labels are checked before training starts.
 
-        With symmetry statistics and NumPy images, the frame prior that `sample` draws
+        For arrays, `batch_size` defaults to the paper's 250 (`self.batch_size`, which
+        `compile_ace` sets from its `TrainingConfig`), not Keras' 32; and an `EpochDecay`
+        learning rate is told how many steps an epoch has at this batch size, so that it
+        decays over the same epochs whatever the batch size. With symmetry statistics and NumPy images, the frame prior that `sample` draws
         from is fitted afterwards to the statistics the net infers on (up to
         `FRAME_PRIOR_IMAGES` of) the training images; for other inputs call
         `fit_frame_prior` yourself.
@@ -305,10 +333,22 @@ class ACE(GenerationAndControl, keras.Model):
             self.check_data(validation_data[0], validation_data[1])
         if not self.built:
             self.build()  # weights exist before callbacks (e.g. BackupAndRestore) look
-        history = super().fit(x, y, *args, validation_data=validation_data, **kwargs)
+        if hasattr(x, "shape") and len(getattr(x, "shape", ())) == 4:  # arrays, not a data set
+            batch_size = batch_size or self.batch_size
+            self._count_epochs_in_steps(len(x) * (1.0 - kwargs.get("validation_split", 0.0)), batch_size)
+        history = super().fit(x, y, batch_size, *args, validation_data=validation_data, **kwargs)
         if self.symmetry is not None and isinstance(x, np.ndarray):
             self.fit_frame_prior(x[:FRAME_PRIOR_IMAGES])
         return history
+
+    def _count_epochs_in_steps(self, images, batch_size):
+        """Tells an `EpochDecay` learning rate the steps per epoch of this `fit`."""
+        schedule = getattr(self.optimizer, "learning_rate_schedule", None)
+        steps = max(1, math.ceil(images / batch_size))
+        if isinstance(schedule, EpochDecay) and schedule.steps_per_epoch != steps:
+            schedule.steps_per_epoch = steps
+            # A compiled step holds the old count as a constant: trace it again.
+            self.make_train_function(force=True)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, also reporting `nll_bound` (nats per image)."""
@@ -339,7 +379,7 @@ class ACE(GenerationAndControl, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = {**BEFORE_0_3, **config}
         if config.pop("layout", 1) != LAYOUT:
             raise ValueError(
                 "This .keras file was saved by keras_ace 0.1 (weights under its old names); convert it once: "

@@ -127,8 +127,8 @@ class GenerationAndControl:
         object is decoded in its canonical frame and put back with the changed ones:
         the object is turned by `rotate` degrees (counter-clockwise) and scaled by
         `scale` about its centre, then moved by `translate = (dx, dy)` pixels (right,
-        down). `color` (3, 3) mixes the RGB vector of every output pixel
-        (equivalently, the colour statistics become `C @ inv(color)`).
+        down). `color` (3, 3) mixes the RGB vector of every output pixel, after the
+        image's own colour statistics.
 
         Args:
             x: images (N, H, W, C) in [0, 1].

@@ -72,6 +72,9 @@ def run_figure(config, panels, picture):
                "judged by an independent CNN: the fraction recognised as their class (chance 10%).")
     if skipped:
         caption += f" Not in quick mode: {', '.join(skipped)}."
+    if all(g is None for g in grids):
+        caption += ("\nEach horse grid is the horse decoder's output over its 2-D latent grid, drawn in the canonical "
+                    "frame: no frame or colour statistics applied.")
     if config.quick and any(g is not None for g in grids):
         caption += ("\nQuick mode: each row spans its class's own latent range (central 96% of its training "
                     "posterior means), not the paper's [-4, 4], which a few hundred steps do not yet fill.")
