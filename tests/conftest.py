@@ -28,3 +28,28 @@ requires_mnist = pytest.mark.skipif(
 requires_cifar10 = pytest.mark.skipif(
     not _has("cifar10-jpeg.zip"), reason=f"cifar10-jpeg.zip not found in KERAS_ACE_DATA or {SHARED_DATA}"
 )
+
+
+@pytest.fixture(scope="session")
+def trained_ace(tmp_path_factory):
+    """One tiny RTS MNIST ACE with spatial symmetry statistics, trained one epoch and saved, once per run.
+
+    Shared by the CLI, control, frames and reload tests. `folder` holds `ace.keras` and
+    `images.npz` (its first 4 training images, key `x`); `model` is the trained model,
+    `x` and `y` its training data.
+    """
+    import types
+
+    import numpy as np
+
+    import keras_ace
+    from tests.test_model import TINY
+    from tests.test_model import tiny_data
+
+    folder = tmp_path_factory.mktemp("trained_ace")
+    model = keras_ace.build_ace("rts_mnist", symmetry="spatial", seed=1, **TINY)
+    x, y = tiny_data(32, (42, 42, 1))
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    model.save(folder / "ace.keras")
+    np.savez(folder / "images.npz", x=x[:4])
+    return types.SimpleNamespace(folder=folder, path=folder / "ace.keras", model=model, x=x, y=y)

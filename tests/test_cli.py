@@ -1,7 +1,8 @@
-"""`python -m keras_ace` on a tiny saved model, each subcommand in a fresh process."""
+"""`python -m keras_ace` on the shared tiny saved model: each subcommand in-process, the entry point in fresh processes (slow)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,52 +10,48 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tests.test_model import TINY
+from keras_ace.__main__ import main as cli_main
 from tests.test_model import dense_ae
-from tests.test_model import tiny_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cli(*args):
+    """`python -m keras_ace ARGS` in a fresh process."""
     return subprocess.run([sys.executable, "-m", "keras_ace", *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    import keras_ace
-
-    folder = tmp_path_factory.mktemp("cli")
-    model = keras_ace.build_ace("rts_mnist", symmetry="spatial", seed=1, **TINY)
-    x, y = tiny_data(32, (42, 42, 1))
-    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    model.save(folder / "ace.keras")
-    np.savez(folder / "images.npz", x=x[:4])
-    return folder
-
-
-def test_sample_writes_a_grid_and_arrays(saved, tmp_path):
-    result = cli("sample", saved / "ace.keras", "--class", 3, "-n", 5, "--out", tmp_path / "s.png", "--npz", tmp_path / "s.npz")
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_sample_writes_a_grid_and_arrays(trained_ace, tmp_path):
+    assert cli_main(["sample", str(trained_ace.path), "--class", "3", "-n", "5", "--out", str(tmp_path / "s.png"),
+                     "--npz", str(tmp_path / "s.npz")]) == 0
     assert matplotlib.image.imread(tmp_path / "s.png").shape[0] > 42
     data = np.load(tmp_path / "s.npz")
     assert data["images"].shape == (5, 42, 42, 1) and (data["labels"] == 3).all()
+    np.testing.assert_allclose(data["images"], trained_ace.model.sample(3, 5, seed=0), atol=1e-5)
 
 
-def test_grid_and_control_and_info(saved, tmp_path):
-    result = cli("grid", saved / "ace.keras", "--class", 7, "--range", -4, 4, "--steps", 5, "--out", tmp_path / "g.png")
-    assert result.returncode == 0, result.stderr[-2000:]
+def test_grid_and_control_and_info(trained_ace, tmp_path, capsys):
+    folder = trained_ace.folder
+    assert cli_main(["grid", str(trained_ace.path), "--class", "7", "--range", "-4", "4", "--steps", "5",
+                     "--out", str(tmp_path / "g.png")]) == 0
     assert os.path.exists(tmp_path / "g.png")
-    result = cli("control", saved / "ace.keras", "--images", saved / "images.npz", "--index", "0:3",
-                 "--translate", 4, 0, "--rotate", 30, "--out", tmp_path / "c.png")
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert cli_main(["control", str(trained_ace.path), "--images", str(folder / "images.npz"), "--index", "0:3",
+                     "--translate", "4", "0", "--rotate", "30", "--out", str(tmp_path / "c.png")]) == 0
     assert os.path.exists(tmp_path / "c.png")
-    result = cli("info", saved / "ace.keras")
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    capsys.readouterr()
+    assert cli_main(["info", str(trained_ace.path)]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["data set"] == "rts_mnist" and report["symmetry"] == "spatial"
     assert report["frames of sample()"] == "fitted to the training data"
     assert report["parameters"]["auto-encoder"] == dense_ae(42 * 42, 1, hidden=32)
+
+
+def user_error_files(folder):
+    import keras
+
+    if not os.path.exists(folder / "not_ace.keras"):
+        keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(folder / "not_ace.keras")
+        np.savez(folder / "wrong.npz", x=np.zeros((2, 28, 28, 1), np.float32))
 
 
 @pytest.mark.parametrize(
@@ -69,25 +66,32 @@ def test_grid_and_control_and_info(saved, tmp_path):
         (["control", "{saved}/ace.keras", "--images", "{saved}/images.npz", "--index", "9:12"], "selects no image"),
     ],
 )
-def test_user_errors_are_one_line_and_status_2(saved, args, message):
-    import keras
+def test_user_errors_are_one_line_and_status_2(trained_ace, args, message, capsys, monkeypatch):
+    user_error_files(trained_ace.folder)
+    monkeypatch.chdir(ROOT)
+    assert cli_main([a.format(saved=trained_ace.folder) if isinstance(a, str) else str(a) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert len([line for line in err.splitlines() if line.startswith("python -m keras_ace")]) == 1
+    assert re.search(message, err), err
 
-    if not os.path.exists(saved / "not_ace.keras"):
-        keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(saved / "not_ace.keras")
-        np.savez(saved / "wrong.npz", x=np.zeros((2, 28, 28, 1), np.float32))
-    result = cli(*[a.format(saved=saved) if isinstance(a, str) else a for a in args])
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
+
+def test_convert_rewrites_a_0_1_file(tmp_path, capsys):
+    assert cli_main(["convert", "tests/data/legacy_dense_spatial.keras" if os.getcwd() == ROOT else
+                     os.path.join(ROOT, "tests/data/legacy_dense_spatial.keras"), str(tmp_path / "new.keras")]) == 0
+    capsys.readouterr()
+    assert cli_main(["info", str(tmp_path / "new.keras")]) == 0
+    assert json.loads(capsys.readouterr().out)["frames of sample()"] == "fitted to the training data"
+
+
+@pytest.mark.slow
+def test_the_entry_point_in_fresh_processes(trained_ace, tmp_path):
+    """`python -m keras_ace`: a subcommand's output, and a user error as one line, status 2, no traceback."""
+    result = cli("sample", trained_ace.path, "--class", 3, "-n", 5, "--out", tmp_path / "s.png", "--npz", tmp_path / "s.npz")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.load(tmp_path / "s.npz")["images"].shape == (5, 42, 42, 1)
+    result = cli("info", trained_ace.path)
+    assert result.returncode == 0 and json.loads(result.stdout)["data set"] == "rts_mnist", result.stderr[-2000:]
+    result = cli("sample", trained_ace.path, "--class", 12)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     # One line of ours (the backend may log its own start-up lines before it).
     assert len([line for line in result.stderr.splitlines() if line.startswith("python -m keras_ace")]) == 1
-    import re
-
-    assert re.search(message, result.stderr), result.stderr
-
-
-def test_convert_rewrites_a_0_1_file(tmp_path):
-    result = cli("convert", "tests/data/legacy_dense_spatial.keras", tmp_path / "new.keras")
-    assert result.returncode == 0, result.stderr[-2000:]
-    result = cli("info", tmp_path / "new.keras")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert json.loads(result.stdout)["frames of sample()"] == "fitted to the training data"

@@ -253,14 +253,17 @@ def test_shared_decoder_ablation():
 # ------------------------------------------------------------------ control
 
 
-def blob_model(image_shape=(16, 16, 1), symmetry="spatial", colour=(1.0,), **overrides):
-    """An ACE whose decoders always draw a bar-shaped Gaussian blob (long along x) at the centre."""
+def centred_blob(h, w, spread=(12.0, 1.5), shift=(0.0, 0.0)):
+    """A Gaussian blob, (H, W), peak 0.9: `spread` (x, y) is twice its variances (a bar long along x by default)."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    return 0.9 * np.exp(-((xs - (w - 1) / 2 - shift[0]) ** 2 / spread[0] + (ys - (h - 1) / 2 - shift[1]) ** 2 / spread[1]))
+
+
+def blob_model(image_shape=(16, 16, 1), symmetry="spatial", colour=(1.0,), spread=(12.0, 1.5), **overrides):
+    """An ACE whose decoders always draw a Gaussian blob (by default a bar long along x) at the centre."""
     model = tiny_ace(image_shape, symmetry=symmetry, **overrides)
     model.build()
-    h, w, _ = image_shape
-    ys, xs = np.mgrid[0:h, 0:w]
-    blob = 0.9 * np.exp(-((xs - (w - 1) / 2) ** 2 / 12.0 + (ys - (h - 1) / 2) ** 2 / 1.5))
-    blob = 0.001 + blob[:, :, None] * np.asarray(colour)  # (H, W, C)
+    blob = 0.001 + centred_blob(*image_shape[:2], spread)[:, :, None] * np.asarray(colour)  # (H, W, C)
     logits = np.log(blob / (1 - blob)).reshape(-1).astype(np.float32)
     for kernel, bias in zip(model.auto_encoder.decoder_output.kernels, model.auto_encoder.decoder_output.biases):
         kernel.assign(np.zeros(kernel.shape, np.float32))
@@ -476,22 +479,28 @@ def test_nll_bound_lies_above_the_exact_negative_log_likelihood():
     assert (np.abs(mean - exact) < 20).all()  # the same scale: a bound, not an unrelated number
 
 
-@requires_mnist
-def test_learned_theta_against_rts_ground_truth(capsys):
-    """Reports (does not assert a high value) how theta tracks the true distortion."""
-    from data_tools import load_dataset
+def test_learned_theta_follows_the_true_shift():
+    """The symmetry net learns where an object is: theta's translation against the true shift.
 
-    x, y, truth = load_dataset("rts_mnist", "test", return_truth=True)
-    x, y = x[:1000], y[:1000]
-    model = keras_ace.build_ace("rts_mnist", **TINY, seed=3)
-    model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+    The decoders always draw the same centred round blob (`blob_model`) and are frozen,
+    with the classifier, so only the symmetry net can explain where the blob is: trained
+    on blobs moved by known sub-pixel shifts, its (tx, ty) must follow them. At the start
+    every image gets the same theta.
+    """
+    model = blob_model(spread=(4.0, 4.0))
+    model.classifier.trainable = False
+    model.auto_encoder.trainable = False
+    keras.utils.set_random_seed(0)
+    # A faster rate than the paper's, so that 64 steps suffice whatever the seed.
+    keras_ace.compile_ace(model, keras_ace.TrainingConfig(learning_rate=0.005))
+    rng = np.random.default_rng(0)
+    shifts = rng.uniform(-2.5, 2.5, (512, 2)).astype(np.float32)  # (dx, dy) in pixels
+    x = np.stack([0.001 + centred_blob(16, 16, (4.0, 4.0), shift) for shift in shifts])[..., None].astype(np.float32)
+    assert np.ptp(model.symmetry_statistics(x)["theta"], axis=0).max() < 1e-6
+    model.fit(x, rng.integers(0, 10, len(x)), batch_size=32, epochs=4, verbose=0)
     theta = model.symmetry_statistics(x)["theta"]
-    # theta's translation (tx, ty) points at the digit; the truth's shift in normalised units.
-    shift = truth["shift"][:1000] / ((42 - 1) / 2)
-    correlation = [float(np.corrcoef(theta[:, i], shift[:, j])[0, 1]) for i, j in ((2, 0), (5, 1))]
-    with capsys.disabled():
-        print(f"\ncorrelation of learned (tx, ty) with true shift after 2 short epochs: {correlation}")
-    assert all(np.isfinite(correlation))
+    correlation = [np.corrcoef(theta[:, i], shifts[:, j])[0, 1] for i, j in ((2, 0), (5, 1))]
+    assert min(correlation) > 0.9, correlation
 
 
 def test_imports_without_tensorflow_on_jax():

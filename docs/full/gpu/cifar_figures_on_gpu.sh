@@ -18,12 +18,12 @@
 # Phase C: one plain fig3.py and fig4.py measure and draw each figure in full; zoom_out.py on the
 #   symmetry panels. Everything but the models comes back in $OUT (cifar_gpu.tgz, refreshed).
 #
-# DRY_RUN=1 checks the script on a CPU: no install, tiny data, 1 + 1 epochs.
+# DRY_RUN=1 checks the script on a CPU: no install, tiny data, 1 + 1 epochs, one process at a time.
 set -u
 EPOCHS=${EPOCHS:-50}
 EXPERIMENT_EPOCHS=${EXPERIMENT_EPOCHS:-3}
-LIMIT_S=${LIMIT_S:-560}
-MEASURE_S=${MEASURE_S:-110}
+LIMIT_S=${LIMIT_S:-575}
+MEASURE_S=${MEASURE_S:-130}
 OUT=${OUT:-/tmp/cifar_gpu_out}
 mkdir -p "$OUT"
 start=$(date +%s)
@@ -45,33 +45,34 @@ export KERAS_BACKEND=jax KERAS_ACE_CACHE=/tmp/keras_ace_cache KERAS_ACE_OFFLINE=
 export PYTHONUNBUFFERED=1 JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache XLA_PYTHON_CLIENT_PREALLOCATE=false
 R=results/gpu
 [ "${DRY_RUN:-0}" = 1 ] && rm -rf "$R" "$OUT/logs"
-mkdir -p "$R" "$OUT/logs"
+mkdir -p "$R/judge" "$OUT/logs"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
   python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)" 2>&1; } > "$OUT/gpu.txt"
 pack() { tar czf "$OUT/.cifar_gpu.tgz" --exclude='*.keras' --exclude='backup_*' --exclude='*.npz' -C results gpu \
          -C "$OUT" logs && mv "$OUT/.cifar_gpu.tgz" "$OUT/cifar_gpu.tgz"; }
 
-# The decoded data sets and the CIFAR-10 judge, once, before the processes that share them.
+# The decoded CIFAR-10 and its judge, once, before the processes that share them.
 python3 - "${TINY[@]}" > "$OUT/logs/prepare.log" 2>&1 <<'EOF'
 import argparse, sys
 sys.path.insert(0, "reproduce")
 from data_tools import load_dataset
 from common.config import RunConfig, add_arguments
 from common.judge import train_judge
-for name in ("cifar10", "rts_mnist"):
-    for split in ("train", "test"):
-        load_dataset(name, split)
+for split in ("train", "test"):
+    load_dataset("cifar10", split)
 config = RunConfig.from_args("fig3", add_arguments(argparse.ArgumentParser(), "fig3").parse_args(sys.argv[1:] + ["--output-dir", "results/gpu/judge"]))
 print("judge test accuracy", train_judge("cifar10", config)[1])
 EOF
 echo "prepared after $(elapsed) s"; tail -n 2 "$OUT/logs/prepare.log"
 
 train() {  # train FOLDER SCRIPT PANEL EPOCHS [ARGS...]: one panel in its own folder, judged by the shared judge
-    local folder=$R/$1 script=$2 panel=$3 epochs=$4; shift 4
+    local name=$1 script=$2 panel=$3 epochs=$4; shift 4
+    local folder=$R/$name log=$OUT/logs/$name.log
     mkdir -p "$folder" && cp -n $R/judge/judge_cifar10.keras "$folder"/ 2>/dev/null
     ( timeout $(( LIMIT_S - MEASURE_S - $(elapsed) )) python3 reproduce/$script --panels "$panel" --epochs "$epochs" \
-          --output-dir "$folder" --samples-per-class 100 "${TINY[@]}" "$@" >> "$OUT/logs/$1.log" 2>&1
-      echo "exit status $? after $(elapsed) s" >> "$OUT/logs/$1.log" ) &
+          --output-dir "$folder" --samples-per-class 100 "${TINY[@]}" "$@" >> "$log" 2>&1
+      echo "exit status $? after $(elapsed) s" >> "$log" ) &
+    [ "${DRY_RUN:-0}" = 1 ] && wait $!  # one at a time: nine at once do not fit 24 GiB
 }
 LONG="fig3:fig3_cifar10 fig3:fig3_cifar10_sss fig4:fig4_cifar10_spatial fig4:fig4_cifar10_spatial_color"
 for figure_panel in $LONG; do
