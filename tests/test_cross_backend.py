@@ -24,6 +24,8 @@ np.savez(sys.argv[3], reconstruct=model.reconstruct(x), classify=model.classify(
 """
 
 
+@pytest.mark.slow
+@pytest.mark.every_backend
 @pytest.mark.parametrize("other", sorted(BACKEND_MODULES))
 def test_saved_model_loads_under_another_backend(other, tmp_path):
     if other == keras.backend.backend():

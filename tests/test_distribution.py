@@ -38,6 +38,8 @@ print(json.dumps(result))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.every_backend
 def test_two_devices_match_one():
     backend = keras.backend.backend()
     if backend == "torch":

@@ -170,9 +170,9 @@ class TestConstruction:
 
     def test_fit_takes_the_paper_batch_and_decays_per_epoch_whatever_the_batch(self):
         """Keras' default batch is 32; an ACE trains with Appendix A's 250 unless told otherwise."""
-        x, y = tiny_data(500)
+        x, y = tiny_data(200)
         learning_rate = {}
-        for batch_size, steps in ((None, 2), (50, 10)):
+        for batch_size, steps in ((None, 1), (50, 4)):
             model = tiny_ace()
             model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
             assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == steps
@@ -350,26 +350,39 @@ print(json.dumps({"loss": history.history["loss"][-1]}))
 """
 
 
-@pytest.mark.parametrize("sampling", ["gaussian", "laplacian"])
-def test_save_reload_in_fresh_process_and_continue_training(tmp_path, sampling):
-    """build_ace(rts_mnist, spatial) trains, saves, reloads in a new process, samples and controls."""
-    model = keras_ace.build_ace("rts_mnist", symmetry="spatial", sampling=sampling, seed=1, **TINY)
-    x, y = tiny_data(16, (42, 42, 1))
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    path = str(tmp_path / "ace.keras")
-    model.save(path)
-    np.save(tmp_path / "x.npy", x)
-    result = subprocess.run(
-        [sys.executable, "-c", SUBPROCESS, str(tmp_path / "x.npy"), path, str(tmp_path / "out.npz")],
-        capture_output=True, text=True, env={**os.environ}, check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = np.load(tmp_path / "out.npz")
+def check_reloaded(out, model, x):
+    """What a reloaded model gives (a dict of arrays, from SUBPROCESS or in-process) against the trained `model`."""
     np.testing.assert_allclose(out["reconstruct"], model.reconstruct(x), atol=1e-5)
     np.testing.assert_allclose(out["classify"], model.classify(x), atol=1e-5)
     np.testing.assert_allclose(out["sample"], model.sample(2, 3, seed=5), atol=1e-5)
     np.testing.assert_allclose(out["theta"], model.symmetry_statistics(x)["theta"], atol=1e-5)
     np.testing.assert_allclose(out["control"], model.control(x, translate=(2, -1), rotate=15), atol=1e-5)
+
+
+def test_save_reload_and_continue_training(trained_ace):
+    """The shared tiny model (build_ace, fit, save) reloads with the same outputs and trains on."""
+    x = trained_ace.x[:16]
+    model = keras.saving.load_model(trained_ace.path)
+    out = {"reconstruct": model.reconstruct(x), "classify": model.classify(x), "sample": model.sample(2, 3, seed=5),
+           "theta": model.symmetry_statistics(x)["theta"], "control": model.control(x, translate=(2, -1), rotate=15)}
+    check_reloaded(out, trained_ace.model, x)
+    assert model.symmetry_net.frame_prior.is_fitted
+    history = model.fit(x, np.arange(len(x)) % 10, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+
+
+@pytest.mark.slow
+@pytest.mark.every_backend
+def test_save_reload_in_a_fresh_process_and_continue_training(trained_ace, tmp_path):
+    """The shared tiny model reloads in a new process (no custom_objects), samples, controls and trains on."""
+    x = trained_ace.x[:16]
+    np.save(tmp_path / "x.npy", x)
+    result = subprocess.run(
+        [sys.executable, "-c", SUBPROCESS, str(tmp_path / "x.npy"), str(trained_ace.path), str(tmp_path / "out.npz")],
+        capture_output=True, text=True, env={**os.environ}, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_reloaded(np.load(tmp_path / "out.npz"), trained_ace.model, x)
     assert np.isfinite(json.loads(result.stdout.strip().splitlines()[-1])["loss"])
 
 
@@ -503,6 +516,8 @@ def test_learned_theta_follows_the_true_shift():
     assert min(correlation) > 0.9, correlation
 
 
+@pytest.mark.slow
+@pytest.mark.every_backend
 def test_imports_without_tensorflow_on_jax():
     """The GPU machine has no TensorFlow: keras_ace must build a model without it."""
     import importlib.util

@@ -61,7 +61,7 @@ FULL = {
 
 
 # Bump when a change makes earlier saved panels unfit to reuse (checked by check_settings).
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3  # 3: padding and color_inverse (keras_ace 0.3)
 
 
 @dataclasses.dataclass
