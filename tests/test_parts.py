@@ -147,6 +147,9 @@ def test_ace_summary_reads_like_figure_5():
 # ------------------------------------------------------------------ files saved by keras_ace 0.1
 
 
+# Slow: the same outputs to 1e-4 on TensorFlow once; the quick suite converts a 0.1 file
+# on every backend too (tests/test_cli.py::test_convert_rewrites_a_0_1_file).
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dense_spatial", "conv_spatial_color"])
 def test_a_0_1_file_says_so_and_converts_to_the_same_model(name, tmp_path):
     old = os.path.join(DATA, f"legacy_{name}.keras")

@@ -347,8 +347,9 @@ class ACE(GenerationAndControl, keras.Model):
         steps = max(1, math.ceil(images / batch_size))
         if isinstance(schedule, EpochDecay) and schedule.steps_per_epoch != steps:
             schedule.steps_per_epoch = steps
-            # A compiled step holds the old count as a constant: trace it again.
-            self.make_train_function(force=True)
+            # A compiled step holds the old count as a constant: `fit` traces a new one
+            # (Keras' `make_train_function` builds one when none is set).
+            self.train_function = None
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.evaluate`, also reporting `nll_bound` (nats per image)."""
