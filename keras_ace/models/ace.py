@@ -323,7 +323,9 @@ class ACE(GenerationAndControl, keras.Model):
         For arrays, `batch_size` defaults to the paper's 250 (`self.batch_size`, which
         `compile_ace` sets from its `TrainingConfig`), not Keras' 32; and an `EpochDecay`
         learning rate is told how many steps an epoch has at this batch size, so that it
-        decays over the same epochs whatever the batch size. With symmetry statistics and NumPy images, the frame prior that `sample` draws
+        decays over the same epochs whatever the batch size (one batch size per run).
+
+        With symmetry statistics and NumPy images, the frame prior that `sample` draws
         from is fitted afterwards to the statistics the net infers on (up to
         `FRAME_PRIOR_IMAGES` of) the training images; for other inputs call
         `fit_frame_prior` yourself.
