@@ -71,6 +71,8 @@ CASES = [
     ("build_ace(latent_dim=0)", lambda: model(latent_dim=0)),
     ("build_ace(distribution='ddp')", lambda: keras_ace.build_ace("mnist", distribution="ddp")),
     ("spatial_color on grey images", lambda: model(symmetry="spatial_color")),
+    ("build_ace(padding='reflect')", lambda: model(padding="reflect")),
+    ("build_ace(color_inverse='both')", lambda: model(color_inverse="both")),
     ("from_preset('fig9')", lambda: keras_ace.from_preset("fig9")),
     ("fit: wrong image shape", lambda: model().fit(np.zeros((8, 16, 16, 3), np.float32), y, verbose=0)),
     ("fit: NaN in a NumPy image", lambda: model().fit(np.where(x > 0.99, np.nan, x), y, verbose=0)),
