@@ -169,18 +169,25 @@ class TestConstruction:
         assert lr_at(50) == pytest.approx(0.0015 / np.e, rel=1e-4)
 
     def test_fit_takes_the_paper_batch_and_decays_per_epoch_whatever_the_batch(self):
-        """Keras' default batch is 32; an ACE trains with Appendix A's 250 unless told otherwise."""
+        """Keras' default batch is 32; an ACE trains with Appendix A's 250 unless told otherwise.
+
+        The learning rate decays e-fold over 50 epochs counted at the batch size of the
+        current `fit`; a second `fit` with another batch size counts the steps anew.
+        """
         x, y = tiny_data(200)
-        learning_rate = {}
-        for batch_size, steps in ((None, 1), (50, 4)):
-            model = tiny_ace()
-            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-            assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == steps
-            learning_rate[batch_size] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-        # One epoch of the 50-epoch e-fold decay, at either batch size.
-        expected = keras_ace.TrainingConfig.for_dataset("mnist").learning_rate * np.exp(-1 / 50)
-        assert learning_rate[None] == pytest.approx(expected, rel=1e-5)
-        assert learning_rate[50] == pytest.approx(expected, rel=1e-5)
+        model = tiny_ace()
+        start = keras_ace.TrainingConfig.for_dataset("mnist").learning_rate
+
+        def steps_and_rate():
+            return (int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+                    float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)))
+
+        model.fit(x, y, epochs=1, verbose=0)
+        steps, rate = steps_and_rate()
+        assert steps == 1 and rate == pytest.approx(start * np.exp(-1 / 50), rel=1e-5)  # 200 images, batch 250
+        model.fit(x, y, batch_size=50, epochs=1, verbose=0)
+        steps, rate = steps_and_rate()
+        assert steps == 5 and rate == pytest.approx(start * np.exp(-(5 / 4) / 50), rel=1e-5)  # 4 steps an epoch now
 
     def test_bad_input_refused_before_training(self):
         model = tiny_ace()
