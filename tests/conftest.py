@@ -16,6 +16,15 @@ os.environ.setdefault("KERAS_ACE_CACHE", os.path.join(tempfile.gettempdir(), "ke
 if os.path.isdir(SHARED_DATA):
     os.environ.setdefault("KERAS_ACE_DATA", SHARED_DATA)
 
+# On JAX most of the quick suite's time is XLA compiling tiny models, many of them the same
+# from test to test: a compilation cache shared by the tests (and by later runs) reuses them.
+if os.environ.get("KERAS_BACKEND") == "jax":
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "keras_ace_test_jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
 
 def _has(file):
     folder = os.environ.get("KERAS_ACE_DATA")
