@@ -76,8 +76,8 @@ def test_user_errors_are_one_line_and_status_2(trained_ace, args, message, capsy
 
 
 def test_convert_rewrites_a_0_1_file(tmp_path, capsys):
-    assert cli_main(["convert", "tests/data/legacy_dense_spatial.keras" if os.getcwd() == ROOT else
-                     os.path.join(ROOT, "tests/data/legacy_dense_spatial.keras"), str(tmp_path / "new.keras")]) == 0
+    legacy = os.path.join(ROOT, "tests", "data", "legacy_dense_spatial.keras")
+    assert cli_main(["convert", legacy, str(tmp_path / "new.keras")]) == 0
     capsys.readouterr()
     assert cli_main(["info", str(tmp_path / "new.keras")]) == 0
     assert json.loads(capsys.readouterr().out)["frames of sample()"] == "fitted to the training data"

@@ -27,6 +27,18 @@ def roll_with_zeros(image, dy, dx):
     return out
 
 
+def check_theta_gradient(loss, theta0, eps=1e-3):
+    """d loss / d theta at theta0 (1, 6) against central finite differences, and not vanishing."""
+    analytic = gradient(loss, theta0)
+    numeric = np.zeros(6)
+    for i in range(6):
+        step = np.zeros((1, 6), np.float32)
+        step[0, i] = eps
+        numeric[i] = (float(numpy(loss(theta0 + step))) - float(numpy(loss(theta0 - step)))) / (2 * eps)
+    assert np.abs(analytic).max() > 0.1
+    np.testing.assert_allclose(analytic[0], numeric, rtol=0.05, atol=0.02)
+
+
 def functional_model(layer, input_shapes):
     inputs = [keras.Input(shape) for shape in input_shapes]
     return keras.Model(inputs, layer(inputs if len(inputs) > 1 else inputs[0]))
@@ -81,15 +93,7 @@ class TestSpatialTransformer:
         def loss(theta):
             return ops.sum(layers.SpatialTransformer()([images, theta]) * weights)
 
-        analytic = gradient(loss, theta0)
-        eps = 1e-3
-        numeric = np.zeros(6)
-        for i in range(6):
-            step = np.zeros((1, 6), np.float32)
-            step[0, i] = eps
-            numeric[i] = (float(numpy(loss(theta0 + step))) - float(numpy(loss(theta0 - step)))) / (2 * eps)
-        assert np.abs(analytic).max() > 0.1
-        np.testing.assert_allclose(analytic[0], numeric, rtol=0.05, atol=0.02)
+        check_theta_gradient(loss, theta0)
 
     def test_gradient_with_respect_to_images(self):
         # Identity: every input pixel is read once with weight 1. An integer shift by
@@ -137,15 +141,7 @@ class TestSpatialTransformer:
         def loss(theta):
             return ops.sum(border([images, theta]) * weights)
 
-        analytic = gradient(loss, theta0)
-        eps = 1e-3
-        numeric = np.zeros(6)
-        for i in range(6):
-            step = np.zeros((1, 6), np.float32)
-            step[0, i] = eps
-            numeric[i] = (float(numpy(loss(theta0 + step))) - float(numpy(loss(theta0 - step)))) / (2 * eps)
-        assert np.abs(analytic).max() > 0.1
-        np.testing.assert_allclose(analytic[0], numeric, rtol=0.05, atol=0.02)
+        check_theta_gradient(loss, theta0)
         # Each edge pixel also receives the weights of the points clipped onto it.
         shift = np.asarray([[1, 0, 2 * 2 / 11, 0, 1, 0]], np.float32)  # out[y, x] = in[y, x + 2]
         image_gradient = gradient(lambda x: ops.sum(border([x, shift]) * weights), images)

@@ -335,7 +335,7 @@ class ACE(GenerationAndControl, keras.Model):
             self.check_data(validation_data[0], validation_data[1])
         if not self.built:
             self.build()  # weights exist before callbacks (e.g. BackupAndRestore) look
-        if hasattr(x, "shape") and len(getattr(x, "shape", ())) == 4:  # arrays, not a data set
+        if len(getattr(x, "shape", ())) == 4:  # arrays, not a data set
             batch_size = batch_size or self.batch_size
             self._count_epochs_in_steps(len(x) * (1.0 - kwargs.get("validation_split", 0.0)), batch_size)
         history = super().fit(x, y, batch_size, *args, validation_data=validation_data, **kwargs)
