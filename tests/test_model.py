@@ -473,30 +473,107 @@ def test_nll_bound_matches_its_formula(symmetry):
     np.testing.assert_allclose(bound, expected, rtol=1e-4)
 
 
-def test_nll_bound_lies_above_the_exact_negative_log_likelihood():
-    """A latent_dim=1 model on 3x3 images: -log p(x) by quadrature over z, class by class."""
+def one_latent_model(seed=4):
+    """A latent_dim=1 model on 3x3 images, three classes: small enough to integrate."""
+    keras.utils.set_random_seed(seed)
     model = ACE((3, 3, 1), symmetry=None, encoder_units=(6,), decoder_units=5, classifier_filters=(2,),
-                classifier_units=3, num_classes=3, seed=4)
+                classifier_units=3, num_classes=3, seed=seed)
     keras_ace.compile_ace(model)
     model.build()
-    x = RNG.random((5, 3, 3, 1)).astype(np.float32)
-    # Exact: p(x) = 1/K sum_c integral N(z; 0, 1) p(x | z, c) dz, on a fine grid over [-9, 9].
+    return model
+
+
+def exact_nll(model, x):
+    """-log p(x) = -log 1/K sum_c integral N(z; 0, 1) p(x | z, c) dz, on a fine grid over [-9, 9]: (N,)."""
     grid = np.linspace(-9.0, 9.0, 3601, dtype=np.float32)
     log_prior = -0.5 * grid.astype(np.float64) ** 2 - 0.5 * np.log(2 * np.pi) + np.log(grid[1] - grid[0])
+    flat = x.reshape(len(x), -1).astype(np.float64)
     log_joint = []
-    for c in range(3):
+    for c in range(model.num_classes):
         p = np.clip(model.latent_grid(c, grid[:, None]).reshape(len(grid), -1).astype(np.float64), 1e-6, 1 - 1e-6)
-        flat = x.reshape(5, -1).astype(np.float64)
-        log_lik = flat @ np.log(p).T + (1 - flat) @ np.log(1 - p).T  # (5, G)
-        log_joint.append(log_lik + log_prior - np.log(3))
+        log_lik = flat @ np.log(p).T + (1 - flat) @ np.log(1 - p).T  # (N, G)
+        log_joint.append(log_lik + log_prior - np.log(model.num_classes))
     stacked = np.concatenate(log_joint, axis=1)
     top = stacked.max(1, keepdims=True)
-    exact = -(top[:, 0] + np.log(np.exp(stacked - top).sum(1)))
+    return -(top[:, 0] + np.log(np.exp(stacked - top).sum(1)))
+
+
+def test_nll_bound_lies_above_the_exact_negative_log_likelihood():
+    model = one_latent_model()
+    x = RNG.random((5, 3, 3, 1)).astype(np.float32)
+    exact = exact_nll(model, x)
     # The bound's expectation over the latent noise, from 400 one-sample estimates.
     draws = np.stack([keras.ops.convert_to_numpy(model.nll_bound(x, model(x))) for _ in range(400)])
     mean, error = draws.mean(0), draws.std(0) / np.sqrt(len(draws))
     assert (mean > exact - 3 * error).all(), (mean, exact)
     assert (np.abs(mean - exact) < 20).all()  # the same scale: a bound, not an unrelated number
+
+
+# ------------------------------------------------------------------ the importance-weighted estimate
+
+
+def log_density(value, loc, log_scale, sampling):
+    """The family's log-density, summed over the last axis, in NumPy."""
+    standardized = (value - loc) / np.exp(log_scale)
+    unit = -0.5 * standardized**2 - 0.5 * np.log(2 * np.pi) if sampling == "gaussian" else -np.abs(standardized) - np.log(2)
+    return (unit - log_scale).sum(-1)
+
+
+@pytest.mark.parametrize("sampling", ["gaussian", "laplacian"])
+def test_nll_estimate_with_one_sample_is_the_bound_written_out(sampling, monkeypatch):
+    """k = 1: -log [p(u) / q(u) * 1/K sum_c p(z_c) p(x | c, z_c, u) / q(z_c)], the draws fixed by hand."""
+    model = tiny_ace(sampling=sampling, latent_dim=2)
+    model.build()
+    # Frames away from the identity with a visible spread, so that the frame draw matters.
+    model.symmetry_net.location.bias.assign(RNG.normal(0, 0.5, 6).astype(np.float32))
+    model.symmetry_net.log_scale.bias.assign(np.full(6, -1.0, np.float32))
+    x, _ = tiny_data(3)
+    frame_noise = RNG.normal(size=(3, 6)).astype(np.float32)
+    latent_noise = RNG.normal(size=(3, 10, 2)).astype(np.float32)
+    monkeypatch.setattr(model.symmetry_net.sampler, "noise", lambda shape, seed=None: keras.ops.convert_to_tensor(frame_noise))
+    monkeypatch.setattr(model.auto_encoder.latent_sampler, "noise", lambda shape, seed=None: keras.ops.convert_to_tensor(latent_noise))
+    estimate = model.nll_estimate(x, samples=1)
+
+    statistics = {k: keras.ops.convert_to_numpy(v) for k, v in model.symmetry_net(x).items()}
+    u = statistics["loc"] + np.exp(statistics["log_scale"]) * frame_noise
+    log_frame_ratio = log_density(u, 0.0, 0.0, sampling) - log_density(u, statistics["loc"], statistics["log_scale"], sampling)
+    theta = np.array([1, 0, 0, 0, 1, 0], np.float32) + 0.2 * u
+    loc, log_scale = (keras.ops.convert_to_numpy(t) for t in model.auto_encoder.encode(model.canonicalize(x, theta, None)))
+    log_scale = np.clip(log_scale, -7, 5)
+    z = loc + np.exp(log_scale) * latent_noise  # (3, K, L)
+    decoded = keras.ops.convert_to_numpy(model.auto_encoder.decode_all(z))
+    observed = np.stack([keras.ops.convert_to_numpy(model.to_observation(decoded[:, c], theta)) for c in range(10)], 1)
+    p = np.clip(observed, 1e-6, 1 - 1e-6).astype(np.float64)
+    log_likelihood = (x[:, None] * np.log(p) + (1 - x[:, None]) * np.log(1 - p)).reshape(3, 10, -1).sum(-1)
+    per_class = log_density(z, 0.0, 0.0, sampling) - log_density(z, loc, log_scale, sampling) + log_likelihood
+    top = per_class.max(1)
+    expected = -(log_frame_ratio + top + np.log(np.exp(per_class - top[:, None]).sum(1)) - np.log(10))
+    assert np.abs(log_frame_ratio).min() > 0.1
+    np.testing.assert_allclose(estimate, expected, rtol=1e-5, atol=1e-3)
+
+
+def test_nll_estimate_does_not_rise_with_samples_and_depends_on_the_seed():
+    """The k = 48 estimate lies below the k = 1 bound; with frames, two seeds draw two values, one seed one."""
+    model = tiny_ace()
+    model.build()
+    model.symmetry_net.log_scale.bias.assign(np.full(6, -1.0, np.float32))
+    x, _ = tiny_data(8)
+    one = model.nll_estimate(x, samples=1, seed=1)
+    # 48 samples in passes of 32 rows: 32 and 16 samples of each image.
+    many = model.nll_estimate(x, samples=48, batch_size=32, seed=1)
+    assert many.shape == one.shape == (8,)
+    assert many.mean() < one.mean(), (many.mean(), one.mean())
+    np.testing.assert_array_equal(model.nll_estimate(x, samples=1, seed=1), one)
+    assert np.abs(model.nll_estimate(x, samples=1, seed=2) - one).min() > 1e-4
+
+
+def test_nll_estimate_converges_to_the_exact_negative_log_likelihood():
+    """k = 2000 importance samples on a model integrated by quadrature: within 0.5 nats."""
+    model = one_latent_model()
+    x = np.random.default_rng(1).random((5, 3, 3, 1)).astype(np.float32)
+    exact = exact_nll(model, x)
+    estimate = model.nll_estimate(x, samples=2000, seed=0)
+    assert np.abs(estimate - exact).max() < 0.5, (estimate, exact)
 
 
 def test_learned_theta_follows_the_true_shift():

@@ -21,8 +21,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--quick", "--train-size", "60", "--test-size", "30", "--epochs", "1", "--samples-per-class", "2", "--judge-epochs", "1", "--judge-train-size", "60",
         "--overrides", json.dumps({"encoder_units": [16, 16], "decoder_units": 16, "classifier_filters": [4, 4, 4],
                                    "classifier_units": 8, "ssn_filters": [4, 4], "ssn_units": 8, "conv_filters": [4, 8]})]
-PANEL_KEYS = {"test_classification_error", "test_nll_bound_nats", "sample_plausibility", "sample_plausibility_per_class",
-              "judge_test_accuracy"}
+PANEL_KEYS = {"test_classification_error", "test_nll_bound_nats", "test_nll_estimate_nats", "nll_estimate_samples",
+              "sample_plausibility", "sample_plausibility_per_class", "judge_test_accuracy"}
 
 
 def run(script, *args):
@@ -64,6 +64,12 @@ def test_fig2_draws_and_measures_its_panels(tmp_path):
     assert "theta_truth_correlation" not in metrics["fig2_mnist"]
     # What the correlations are is tested on known frames (test_truth_correlation_of_known_frames).
     assert set(metrics["fig2_rts_mnist"]["theta_truth_correlation"]) == {"angle", "scale", "shift_x", "shift_y"}
+    # The -log p(x) written is the saved model's estimate on the first test images, measured again here.
+    x_test, _ = run_config.load_split("rts_mnist", "test", 30, None)
+    estimate = runs.load_panel("fig2_rts_mnist", str(out)).nll_estimate(x_test, samples=20, seed=0)
+    m = metrics["fig2_rts_mnist"]
+    assert (m["nll_estimate_samples"], m["nll_estimate_images"]) == (20, 30)
+    assert m["test_nll_estimate_nats"] == pytest.approx(estimate.mean(), rel=1e-5)
     for name in ("fig2_annotated.png", "curves.png", "history_fig2_mnist.csv", "fig2_mnist.settings.json"):
         assert (out / name).exists(), name
     # --from-models redraws without training: no new models, no metrics rewritten.
@@ -134,14 +140,16 @@ def test_table_puts_figure_1_next_to_figure_2(tmp_path, capsys):
         return {"test_classification_error": error, "test_nll_bound_nats": 150.0, "sample_plausibility": 0.5,
                 "grid_plausibility": 0.75, "training_epochs": 8, "training_wall_time_s": 600.0, **extra}
 
-    for figure, metrics in (("fig1", {"fig1_rts_mnist": panel(0.05)}),
-                            ("fig2", {"fig2_rts_mnist": panel(0.02, theta_truth_correlation={"angle": 0.9})})):
+    for figure, metrics in (("fig1", {"fig1_rts_mnist": panel(0.05)}),  # measured before the estimate existed
+                            ("fig2", {"fig2_rts_mnist": panel(0.02, theta_truth_correlation={"angle": 0.9},
+                                                              test_nll_estimate_nats=140.25, nll_estimate_samples=100)})):
         (tmp_path / figure).mkdir()
         (tmp_path / figure / "metrics.json").write_text(json.dumps(metrics))
     table.main([str(tmp_path / "fig1"), str(tmp_path / "fig2")])
     rows = capsys.readouterr().out.strip().splitlines()
     assert len(rows) == 3  # header, rule, RTS MNIST (no MNIST or TC panels in either folder)
-    assert rows[2].startswith("| RTS MNIST | 8 / 8 | 10 min / 10 min | 5.00% / 2.00% |") and "angle +0.90" in rows[2]
+    assert rows[2].startswith("| RTS MNIST | 8 / 8 | 10 min / 10 min | 5.00% / 2.00% | - / 140.2 (k=100) | 150.0 / 150.0 |")
+    assert "angle +0.90" in rows[2]
 
 
 def test_epochs_per_data_set():

@@ -91,6 +91,23 @@ class GibbsSampler(keras.layers.Layer):
         """A draw from the prior (the creative regime); `seed` as in `noise`."""
         return self.prior_scale * self.noise(shape, seed=seed)
 
+    def log_posterior(self, value, loc, log_scale):
+        """log q(value) under the posterior `(loc, exp(log_scale))`, summed over the last axis: shape (B, ...)."""
+        log_scale = ops.clip(log_scale, *self.log_scale_bounds)
+        return self._log_density((value - loc) / ops.exp(log_scale), log_scale)
+
+    def log_prior(self, value):
+        """log p(value) under the prior (location 0, scale `prior_scale`), summed over the last axis."""
+        return self._log_density(value / self.prior_scale, math.log(self.prior_scale))
+
+    def _log_density(self, standardized, log_scale):
+        """The family's log-density of `loc + scale * standardized`, summed over the last axis."""
+        if self.distribution == "gaussian":
+            log_unit = -0.5 * ops.square(standardized) - 0.5 * math.log(2.0 * math.pi)
+        else:
+            log_unit = -ops.abs(standardized) - math.log(2.0)
+        return ops.sum(log_unit - log_scale, axis=-1)
+
     def kl_divergence(self, loc, log_scale):
         """Closed-form KL(posterior || prior), summed over the last axis: shape (B, ...)."""
         log_scale = ops.clip(log_scale, *self.log_scale_bounds)

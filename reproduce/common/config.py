@@ -24,6 +24,8 @@ QUICK = {
     "test_size": 2000,
     "epochs": None,  # per data set: QUICK_EPOCHS
     "samples_per_class": 100,
+    "estimate_samples": 20,
+    "estimate_images": 200,
     "judge_epochs": 2,
     "judge_train_size": 12000,
     "overrides": {},
@@ -54,6 +56,8 @@ FULL = {
     "test_size": None,
     "epochs": DEFAULT_EPOCHS,
     "samples_per_class": 1000,
+    "estimate_samples": 100,
+    "estimate_images": 1000,
     "judge_epochs": 5,
     "judge_train_size": None,
     "overrides": {},
@@ -77,6 +81,9 @@ class RunConfig:
     train_size: int = None
     test_size: int = None
     samples_per_class: int = 1000
+    # The importance-weighted -log p(x) (`ACE.nll_estimate`): k samples on the first test images.
+    estimate_samples: int = 100
+    estimate_images: int = 1000
     judge_epochs: int = 5
     judge_train_size: int = None
     overrides: dict = dataclasses.field(default_factory=dict)
@@ -97,7 +104,8 @@ class RunConfig:
     @classmethod
     def from_args(cls, figure, args):
         mode = dict(QUICK if args.quick else FULL)
-        for key in ("epochs", "train_size", "test_size", "samples_per_class", "judge_epochs", "judge_train_size"):
+        for key in ("epochs", "train_size", "test_size", "samples_per_class", "estimate_samples", "estimate_images",
+                    "judge_epochs", "judge_train_size"):
             if getattr(args, key, None) is not None:
                 mode[key] = getattr(args, key)
         overrides = {**mode.pop("overrides"), **json.loads(args.overrides or "{}")}
@@ -145,6 +153,10 @@ def add_arguments(parser, figure, panels=()):
     parser.add_argument("--train-size", type=int, help="use the first N training images")
     parser.add_argument("--test-size", type=int, help="use the first N test images")
     parser.add_argument("--samples-per-class", type=int, help="samples judged per class (default 1000)")
+    parser.add_argument("--estimate-samples", type=int,
+                        help="importance samples k of the -log p(x) estimate (default 100, quick 20)")
+    parser.add_argument("--estimate-images", type=int,
+                        help="test images of the -log p(x) estimate (default 1000, quick 200)")
     parser.add_argument("--judge-epochs", type=int, help="epochs of the independent judge CNN (default 5, quick 2)")
     parser.add_argument("--judge-train-size", type=int, help="training images of the judge CNN (default all, quick 12000)")
     parser.add_argument("--overrides", help='JSON of ACE arguments, e.g. \'{"decoder_units": 512}\'')

@@ -87,7 +87,8 @@ def run_figure(config, panels, picture):
     for p in panels:
         m = metrics[p]
         extra = f", grid plausibility {m['grid_plausibility']:.1%}" if "grid_plausibility" in m else ""
-        print(f"{p} ({panel_steps(p, config)} steps): test error {m['test_classification_error']:.2%}, NLL bound {m['test_nll_bound_nats']:.1f} nats, "
+        print(f"{p} ({panel_steps(p, config)} steps): test error {m['test_classification_error']:.2%}, -log p(x) {m['test_nll_estimate_nats']:.1f} nats "
+              f"(k={m['nll_estimate_samples']}; eq. 4.1 bound {m['test_nll_bound_nats']:.1f}), "
               f"sample plausibility {m['sample_plausibility']:.1%} (judge {m['judge_test_accuracy']:.1%}){extra}")
     return metrics
 

@@ -20,13 +20,20 @@ from common.runs import training_record
 
 
 def panel_metrics(model, preset, config, grid_values):
-    """Test error, NLL bound and sample plausibility of one trained panel (`metrics.json`).
+    """Test error, NLL bound and estimate, and sample plausibility of one trained panel (`metrics.json`).
+
+    `test_nll_bound_nats` is `evaluate`'s eq. 4.1 value on every test image (a plug-in
+    with symmetry statistics); `test_nll_estimate_nats` the importance-weighted
+    estimate (`ACE.nll_estimate`), the one to compare panels by.
 
     `grid_values`: the (K, G, latent_dim) latent values of the panel's drawn grid, or None.
     """
     dataset = PRESETS[preset]["dataset"]
     x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
     results = model.evaluate(x_test, y_test, batch_size=250, verbose=0, return_dict=True)
+    estimated = x_test[: config.estimate_images]
+    print(f"{preset}: estimating -log p(x) on {len(estimated)} test images, {config.estimate_samples} samples each", flush=True)
+    estimate = model.nll_estimate(estimated, samples=config.estimate_samples, seed=config.seed, verbose=int(not config.quick))
     judge, judge_accuracy = train_judge(dataset, config)
     per_class = [
         judged_accuracy(judge, model.sample(c, config.samples_per_class, seed=config.seed + c), c)
@@ -35,6 +42,10 @@ def panel_metrics(model, preset, config, grid_values):
     metrics = {
         "test_classification_error": float(results["classification_error"]),
         "test_nll_bound_nats": float(results["nll_bound"]),
+        "test_nll_estimate_nats": float(np.mean(estimate)),
+        "test_nll_estimate_standard_error": float(np.std(estimate) / np.sqrt(len(estimate))),
+        "nll_estimate_samples": config.estimate_samples,
+        "nll_estimate_images": int(len(estimate)),
         "test_reconstruction_nats": float(results["reconstruction"]),
         "sample_plausibility": float(np.mean(per_class)),
         "sample_plausibility_per_class": per_class,

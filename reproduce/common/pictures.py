@@ -102,10 +102,16 @@ def horse_panels(models, grids=None):
     return [mosaic(centre_of_2d_grid(m, HORSE)) for m in models]
 
 
+def likelihood(metrics):
+    """The panel's -log p(x) estimate, or for runs measured before it, its eq. 4.1 bound, said as such."""
+    if "test_nll_estimate_nats" in metrics:
+        return f"-log p(x) {metrics['test_nll_estimate_nats']:.0f} nats (k={metrics['nll_estimate_samples']})"
+    return f"eq. 4.1 bound {metrics['test_nll_bound_nats']:.0f} nats"
+
+
 def panel_title(preset, metrics):
     """One panel's caption: what it is and how its samples and grid were judged."""
-    lines = [f"{preset}: test error {metrics['test_classification_error']:.1%}, "
-             f"NLL bound {metrics['test_nll_bound_nats']:.0f} nats"]
+    lines = [f"{preset}: test error {metrics['test_classification_error']:.1%}, {likelihood(metrics)}"]
     judged = f"samples judged {metrics['sample_plausibility']:.0%} (judge {metrics['judge_test_accuracy']:.0%})"
     if "grid_plausibility" in metrics:
         judged += f", grid {metrics['grid_plausibility']:.0%}"
