@@ -62,6 +62,77 @@ def nan_batch_keeps_weights():
     return f"step skipped ({skipped}), weights finite: {finite}, control still works"
 
 
+def damaged_files_folder():
+    """A temporary data folder and cache: a small MNIST and a small CIFAR-10 zip, as written whole."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    folder = tempfile.mkdtemp()
+    os.environ["KERAS_ACE_CACHE"] = os.path.join(folder, "cache")
+    rng = np.random.default_rng(0)
+    np.savez(os.path.join(folder, "mnist.npz"), x_train=rng.integers(0, 256, (40, 28, 28), np.uint8),
+             y_train=rng.integers(0, 10, 40), x_test=rng.integers(0, 256, (20, 28, 28), np.uint8), y_test=rng.integers(0, 10, 20))
+    with zipfile.ZipFile(os.path.join(folder, "cifar10-jpeg.zip"), "w") as archive:
+        for split in ("train", "test"):
+            jpeg = io.BytesIO()
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(jpeg, format="JPEG")
+            archive.writestr(f"{split}/horse/0.jpg", jpeg.getvalue())
+    return folder
+
+
+def cut_short(path, keep=1 / 3):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: int(len(data) * keep)])
+
+
+def with_damaged(file, load):
+    """Cuts `file` of a fresh damaged_files_folder short, then loads: what the user sees."""
+    saved = {k: os.environ.get(k) for k in ("KERAS_ACE_DATA", "KERAS_ACE_CACHE")}
+    os.environ.pop("KERAS_ACE_DATA", None)
+    try:
+        folder = damaged_files_folder()
+        load(folder)  # whole: reads and fills the cache
+        cut_short(file(folder))
+        return load(folder)
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def damaged_cache_rebuilt():
+    """The RTS MNIST cache cut in half: rebuilt, with the line the user sees."""
+    import contextlib
+    import io
+
+    from data_tools.datasets import distorted_cache_path
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        x, _ = with_damaged(lambda folder: distorted_cache_path("rts_mnist", "test", 2),
+                            lambda folder: load_dataset("rts_mnist", "test", folder))
+    return f"rebuilt ({len(x)} images), one line: {err.getvalue().strip()[:150]}"
+
+
+def cli_on_a_cut_model():
+    """`python -m keras_ace info` on a .keras file cut in half: its status and line."""
+    import contextlib
+    import io
+
+    from keras_ace.__main__ import main as cli_main
+
+    path = os.path.join(tempfile.mkdtemp(), "ace.keras")
+    model().save(path)
+    cut_short(path, keep=0.5)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli_main(["info", path])
+    if status != 2 or "damaged" not in err.getvalue():
+        raise AssertionError(f"status {status}: {err.getvalue().strip()}")
+    return f"status 2, one line: {err.getvalue().strip()[-110:]}"
+
+
 x, y = data()
 CASES = [
     ("build_ace(dataset='svhn')", lambda: keras_ace.build_ace("svhn")),
@@ -105,6 +176,12 @@ CASES = [
     ("load_dataset('svhn')", lambda: load_dataset("svhn", "train")),
     ("load_dataset('mnist', 'valid')", lambda: load_dataset("mnist", "valid")),
     ("load_dataset with no data and no network", lambda: without_local_data(lambda: load_dataset("mnist", "train"))),
+    ("load_dataset: mnist.npz cut short", lambda: with_damaged(lambda folder: os.path.join(folder, "mnist.npz"),
+                                                                lambda folder: load_dataset("mnist", "test", folder))),
+    ("load_dataset: cifar10-jpeg.zip cut short", lambda: with_damaged(
+        lambda folder: os.path.join(folder, "cifar10-jpeg.zip"), lambda folder: load_dataset("cifar10", "test", folder))),
+    ("load_dataset: the RTS MNIST cache cut in half", damaged_cache_rebuilt),
+    ("python -m keras_ace info on a .keras cut in half", cli_on_a_cut_model),
     ("SpatialTransformer: NaN in theta", lambda: "reads zeros: " + str(float(np.abs(keras.ops.convert_to_numpy(
         keras_ace.layers.SpatialTransformer()([x[:1], np.asarray([[np.nan, 0, 0, 0, 1, 0]], np.float32)]))).max()))),
 ]

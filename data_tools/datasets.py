@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from data_tools import distortions
+from data_tools import files
 from data_tools import sources
 
 # Bump when a distortion recipe changes, so that stale caches are never read.
@@ -42,7 +43,7 @@ def load_raw(name, split, data_dir=None, seed=None, progress=False):
     """The uint8 images (N, H, W) or (N, H, W, 3), labels and, for distorted sets, truth.
 
     Distorted sets are built once and cached under a key of recipe version, split and
-    seed; the cache file is written atomically.
+    seed; the cache file is written atomically, and rebuilt when found damaged.
     """
     check_name(name)
     check_split(split)
@@ -55,12 +56,18 @@ def load_raw(name, split, data_dir=None, seed=None, progress=False):
         return images, labels, {}
     seed = DEFAULT_SEEDS[split] if seed is None else seed
     path = distorted_cache_path(name, split, seed)
+    if os.path.isfile(path):
+        try:
+            data = files.read_npz(path, ("images", "labels"))
+        except files.DamagedFileError as error:
+            files.say(f"the cache file {path} was damaged ({error.cause}); removing and rebuilding it")
+            os.remove(path)
     if not os.path.isfile(path):
         canvases, labels, truth = DISTORTIONS[name](images, labels, seed, progress=progress)
-        sources.atomic_save_npz(path, images=canvases, labels=labels, **truth)
-    with np.load(path) as data:
-        truth = {k: data[k] for k in data.files if k not in ("images", "labels")}
-        return data["images"], data["labels"], truth
+        files.atomic_save_npz(path, images=canvases, labels=labels, **truth)
+        data = {"images": canvases, "labels": labels, **truth}
+    truth = {k: v for k, v in data.items() if k not in ("images", "labels")}
+    return data["images"], data["labels"], truth
 
 
 def load_dataset(name, split, data_dir=None, seed=None, return_truth=False):

@@ -6,6 +6,8 @@ One grid writer for the whole project: the figure scripts, `python -m keras_ace`
 
 import numpy as np
 
+from data_tools.files import atomic_path
+
 GAP = 4  # pixels between the panels of a figure
 
 
@@ -40,7 +42,14 @@ def save_png(image, path):
     import matplotlib.pyplot as plt
 
     image = np.clip(image, 0, 1)
-    plt.imsave(path, image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+    with atomic_path(path) as tmp:
+        plt.imsave(tmp, image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+
+
+def save_figure(figure, path, **options):
+    """`figure.savefig(path)`, atomically (the format from `path`'s suffix)."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, **options)
 
 
 def save_annotated_png(panels, titles, caption, path):
@@ -73,5 +82,5 @@ def save_annotated_png(panels, titles, caption, path):
                     ha="center", va="top", fontsize=9)
         x += panel.shape[1] + GAP
     figure.text(0.005, 4 / (height + top + bottom), caption, ha="left", va="bottom", fontsize=9)
-    figure.savefig(path, dpi=dpi)
+    save_figure(figure, path, dpi=dpi)
     plt.close(figure)

@@ -9,11 +9,16 @@ instead a `DataNotFoundError` says where it looked and which file to put where.
 
 import io
 import os
-import tempfile
 import threading
 import zipfile
 
 import numpy as np
+
+from data_tools.files import DamagedFileError
+from data_tools.files import atomic_save_npz
+from data_tools.files import read_npz
+from data_tools.files import reason
+from data_tools.files import say
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -50,21 +55,6 @@ def search_dirs(data_dir=None):
     """The folders searched, in order, for local copies of the data."""
     dirs = [data_dir, os.environ.get("KERAS_ACE_DATA"), cache_dir()]
     return [os.path.abspath(os.path.expanduser(d)) for d in dirs if d]
-
-
-def atomic_save_npz(path, **arrays):
-    """Writes an `.npz` so that an interrupted write never leaves a file at `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def network_available(url=MNIST_URL):
@@ -116,12 +106,36 @@ def _download_allowed(name, files, data_dir):
         raise _not_found(name, files, search_dirs(data_dir), "the network is unreachable")
 
 
-def _split_npz(path):
-    with np.load(path) as data:
-        return (data["x_train"], data["y_train"].astype(np.int64)), (
-            data["x_test"],
-            data["y_test"].astype(np.int64),
-        )
+SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _in_cache(path):
+    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(cache_dir())
+
+
+def _load_splits(name, files, data_dir, download_as, rebuild=True):
+    """A data set's two splits, from its file found locally or downloaded into the cache.
+
+    A damaged file in the cache (a download or a decoded zip) is removed and made
+    again, once, with one line saying so; a damaged file of the user's raises
+    `DamagedFileError` naming it.
+    """
+    path = _find(files, data_dir)
+    if path is None:
+        _download_allowed(name, files, data_dir)
+        path = _download_into_cache(download_as)
+    if path.endswith(".zip"):
+        path = _decoded_zip(path)
+    try:
+        data = read_npz(path, SPLIT_KEYS)
+    except DamagedFileError as error:
+        if not (rebuild and _in_cache(path)):
+            raise DamagedFileError(f"{error}. Delete it, then put a good copy of {name} there or let keras_ace download it",
+                                   error.cause) from None
+        say(f"the cache file {path} was damaged ({error.cause}); removing and rebuilding it")
+        os.remove(path)
+        return _load_splits(name, files, data_dir, download_as, rebuild=False)
+    return (data["x_train"], data["y_train"].astype(np.int64)), (data["x_test"], data["y_test"].astype(np.int64))
 
 
 def load_mnist(data_dir=None):
@@ -133,12 +147,7 @@ def load_mnist(data_dir=None):
     Returns:
         `(x_train, y_train), (x_test, y_test)`.
     """
-    files = ["mnist.npz"]
-    path = _find(files, data_dir)
-    if path is None:
-        _download_allowed("MNIST", files, data_dir)
-        path = _download_into_cache("mnist")
-    return _split_npz(path)
+    return _load_splits("MNIST", ["mnist.npz"], data_dir, "mnist")
 
 
 # The image-folder zip lists its images class by class; each split is put in this fixed
@@ -152,16 +161,24 @@ def _read_image_folder_zip(path):
     from PIL import Image
 
     splits = {"train": ([], []), "test": ([], [])}
-    with zipfile.ZipFile(path) as archive:
-        for name in sorted(archive.namelist()):
-            parts = name.split("/")
-            if len(parts) != 3 or not parts[2] or parts[0] not in splits:
-                continue
-            if parts[1] not in CIFAR10_CLASSES:
-                raise ValueError(f"Unknown CIFAR-10 class folder in {path}: {parts[1]!r}")
-            image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
-            splits[parts[0]][0].append(np.asarray(image, dtype=np.uint8))
-            splits[parts[0]][1].append(CIFAR10_CLASSES.index(parts[1]))
+    fix = "delete it and put a good copy of CIFAR-10 there (train/<class>/*.jpg and test/<class>/*.jpg)"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in sorted(archive.namelist()):
+                parts = name.split("/")
+                if len(parts) != 3 or not parts[2] or parts[0] not in splits:
+                    continue
+                if parts[1] not in CIFAR10_CLASSES:
+                    raise DamagedFileError(f"{path} is not the CIFAR-10 image-folder zip: unknown class folder {parts[1]!r}; {fix}")
+                image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
+                splits[parts[0]][0].append(np.asarray(image, dtype=np.uint8))
+                splits[parts[0]][1].append(CIFAR10_CLASSES.index(parts[1]))
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # PIL's UnidentifiedImageError is an OSError
+        if isinstance(error, DamagedFileError):
+            raise
+        raise DamagedFileError(f"{path} is damaged or not a zip of JPEG images ({reason(error)}); {fix}") from None
+    if not all(labels for _, labels in splits.values()):
+        raise DamagedFileError(f"{path} holds no train/ and test/ images of CIFAR-10; {fix}")
     mixed = []
     for images, labels in splits.values():
         order = np.random.default_rng(ZIP_ORDER_SEED).permutation(len(labels))
@@ -173,7 +190,13 @@ def _download_into_cache(name):
     """Keras' own loader (`keras.datasets.<name>.load_data`), saved into the cache as `<name>.npz`."""
     import keras
 
-    (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    try:
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        keras_cache = os.path.join(os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras")), "datasets")
+        raise DamagedFileError(
+            f"Keras' download of {name} in {keras_cache} is damaged ({reason(error)}); delete it there and run again"
+        ) from None
     target = os.path.join(cache_dir(), f"{name}.npz")
     atomic_save_npz(target, x_train=x_train, y_train=y_train.reshape(-1), x_test=x_test, y_test=y_test.reshape(-1))
     return target
@@ -192,16 +215,14 @@ def load_cifar10(data_dir=None):
     Returns:
         `(x_train, y_train), (x_test, y_test)`.
     """
-    files = ["cifar10.npz", "cifar10-jpeg.zip"]
-    path = _find(files, data_dir)
-    if path is None:
-        _download_allowed("CIFAR-10", files, data_dir)
-        path = _download_into_cache("cifar10")
-    if path.endswith(".zip"):
-        # "mixed": caches decoded before the fixed order was introduced (class by class) are not reused.
-        decoded = os.path.join(cache_dir(), f"cifar10-from-zip-mixed-{os.path.getsize(path)}.npz")
-        if not os.path.isfile(decoded):
-            (x_train, y_train), (x_test, y_test) = _read_image_folder_zip(path)
-            atomic_save_npz(decoded, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-        path = decoded
-    return _split_npz(path)
+    return _load_splits("CIFAR-10", ["cifar10.npz", "cifar10-jpeg.zip"], data_dir, "cifar10")
+
+
+def _decoded_zip(path):
+    """The cache file of an image-folder zip's images, decoded once (in the fixed mixed order)."""
+    # "mixed": caches decoded before the fixed order was introduced (class by class) are not reused.
+    decoded = os.path.join(cache_dir(), f"cifar10-from-zip-mixed-{os.path.getsize(path)}.npz")
+    if not os.path.isfile(decoded):
+        (x_train, y_train), (x_test, y_test) = _read_image_folder_zip(path)
+        atomic_save_npz(decoded, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return decoded

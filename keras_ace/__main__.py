@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from data_tools import files
 from data_tools import pictures
 from data_tools.sources import DataNotFoundError
 
@@ -29,16 +30,12 @@ class UsageError(Exception):
 
 
 def load_ace(path):
-    if not os.path.isfile(path):
-        raise UsageError(f"no such model file: {path}")
-    import keras
-
     import keras_ace
 
     try:
-        model = keras.saving.load_model(path)
-    except Exception as error:  # a broken or foreign file: say so in one line
-        raise UsageError(f"cannot load {path} as a Keras model: {str(error).splitlines()[0][:200]}") from None
+        model = files.load_model(path)
+    except (FileNotFoundError, files.DamagedFileError) as error:  # a missing, broken or foreign file: one line
+        raise UsageError(str(error)) from None
     if not isinstance(model, keras_ace.ACE):
         raise UsageError(f"{path} holds a {type(model).__name__}, not a keras_ace ACE model")
     return model
@@ -105,8 +102,10 @@ def load_images(args, model):
     if args.images:
         if not os.path.isfile(args.images):
             raise UsageError(f"no such image file: {args.images}")
-        with np.load(args.images) as data:
-            x = data["x"] if "x" in data else data[data.files[0]]
+        data = files.read_npz(args.images)
+        if not data:
+            raise UsageError(f"{args.images} holds no arrays")
+        x = data["x"] if "x" in data else data[sorted(data)[0]]
     else:
         from data_tools import load_dataset
 
@@ -156,8 +155,7 @@ def info(args):
     metrics = os.path.join(os.path.dirname(os.path.abspath(args.model)), "metrics.json")
     preset = os.path.splitext(os.path.basename(args.model))[0]
     if os.path.isfile(metrics):
-        with open(metrics) as f:
-            stored = json.load(f).get(preset)
+        stored = files.read_json(metrics).get(preset)
         if stored:
             report["test metrics (metrics.json)"] = {k: v for k, v in stored.items() if not isinstance(v, list)}
     print(json.dumps(report, indent=2))
@@ -227,7 +225,7 @@ def main(argv=None):
     args = parser().parse_args(argv)
     try:
         args.function(args)
-    except (UsageError, DataNotFoundError) as error:
+    except (UsageError, DataNotFoundError, files.DamagedFileError) as error:
         print(f"python -m keras_ace {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

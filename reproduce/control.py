@@ -17,10 +17,11 @@ import os
 import sys
 import time
 
-import keras
 import numpy as np
 
+from data_tools import files
 from data_tools import pictures
+from data_tools.files import DamagedFileError
 from common.config import RunConfig
 from common.config import add_arguments
 from common.config import load_split
@@ -46,11 +47,9 @@ def main(argv=None):
     import keras_ace  # noqa: F401  (registers the classes for loading)
 
     preset = PANELS[args.dataset]
-    if args.model and not os.path.isfile(args.model):
-        parser.exit(2, f"control.py: error: no such model file: {args.model}\n")
     try:
-        model = keras.saving.load_model(args.model) if args.model else train_panel(preset, config)
-    except (FileNotFoundError, StaleModelError, TrainingStopped) as error:
+        model = files.load_model(args.model) if args.model else train_panel(preset, config)
+    except (FileNotFoundError, DamagedFileError, StaleModelError, TrainingStopped) as error:
         parser.exit(2, f"control.py: error: {error}\n")
     if getattr(model, "symmetry", None) is None:
         parser.exit(2, f"control.py: error: control needs an ACE with symmetry statistics. Received: {args.model}\n")

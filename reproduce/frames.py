@@ -47,15 +47,18 @@ def main(argv=None):
     if not os.path.isfile(args.model):
         parser.exit(2, f"frames.py: no model {args.model}; train one first (python reproduce/fig2.py --quick)\n")
 
-    import keras
-
     import keras_ace  # noqa: F401  (registers the classes for loading)
+    from data_tools import files
+    from data_tools.pictures import save_figure
     from data_tools import load_dataset
     from data_tools.distortions import truth_geometry
     from common.config import write_json
     from common.metrics import learned_geometry
 
-    model = keras.saving.load_model(args.model)
+    try:
+        model = files.load_model(args.model)
+    except (FileNotFoundError, files.DamagedFileError) as error:
+        parser.exit(2, f"frames.py: error: {error}\n")
     dataset = {42: "rts_mnist", 60: "tc_mnist"}.get(model.image_shape[0])
     if model.symmetry is None or dataset is None:
         parser.exit(2, f"frames.py: needs an RTS or TC MNIST model with symmetry statistics. Received: {args.model}\n")
@@ -92,7 +95,7 @@ def main(argv=None):
     figure.tight_layout()
     os.makedirs(args.output_dir, exist_ok=True)
     png = os.path.join(args.output_dir, "frames.png")
-    figure.savefig(png, dpi=90)
+    save_figure(figure, png, dpi=90)
     metrics = {kind: summary(values) for kind, values in kinds.items()}
     write_json({"model": args.model, "dataset": dataset, **metrics}, os.path.join(args.output_dir, "frames.json"))
     for kind, values in metrics.items():

@@ -11,9 +11,10 @@ ground truth. A panel missing from a folder is shown as "-".
 """
 
 import argparse
-import json
 import os
 import sys
+
+from data_tools.files import read_json
 
 DATASETS = {"mnist": "MNIST", "rts_mnist": "RTS MNIST", "tc_mnist": "TC MNIST"}
 
@@ -68,7 +69,7 @@ def main(argv=None):
         path = os.path.join(folder, "metrics.json")
         if not os.path.exists(path):
             parser.exit(2, f"table.py: no {path}; run the figure script first\n")
-        metrics.append(json.load(open(path)))
+        metrics.append(read_json(path))
     print(table(*metrics))
     return 0
 

@@ -68,14 +68,17 @@ def main(argv=None):
     if not os.path.isfile(args.model):
         parser.exit(2, f"zoom_out.py: no model {args.model}; train one first (python reproduce/fig3.py --quick)\n")
 
-    import keras
-
     import keras_ace  # noqa: F401  (registers the classes for loading)
     from common.config import load_split
     from common.config import write_json
     from common.metrics import frame_spread
 
-    model = keras.saving.load_model(args.model)
+    from data_tools import files
+
+    try:
+        model = files.load_model(args.model)
+    except (FileNotFoundError, files.DamagedFileError) as error:
+        parser.exit(2, f"zoom_out.py: error: {error}\n")
     if model.symmetry is None or model.image_shape != (32, 32, 3):
         parser.exit(2, f"zoom_out.py: {args.model} is not a CIFAR-10 model with symmetry statistics\n")
     x, y = load_split("cifar10", "test", args.count, args.data_dir)

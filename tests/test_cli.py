@@ -52,6 +52,11 @@ def user_error_files(folder):
     if not os.path.exists(folder / "not_ace.keras"):
         keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(folder / "not_ace.keras")
         np.savez(folder / "wrong.npz", x=np.zeros((2, 28, 28, 1), np.float32))
+        # What an interrupted copy leaves, and files of another kind under the right names.
+        whole = (folder / "ace.keras").read_bytes()
+        (folder / "cut.keras").write_bytes(whole[: len(whole) // 2])
+        (folder / "text.keras").write_text("not a model")
+        (folder / "cut.npz").write_bytes((folder / "images.npz").read_bytes()[:100])
 
 
 @pytest.mark.parametrize(
@@ -64,6 +69,10 @@ def user_error_files(folder):
         (["convert", "{saved}/ace.keras", "{saved}/again.keras"], "already in the current layout"),
         (["control", "{saved}/ace.keras", "--images", "{saved}/wrong.npz"], r"images must have shape \(N, 42, 42, 1\)"),
         (["control", "{saved}/ace.keras", "--images", "{saved}/images.npz", "--index", "9:12"], "selects no image"),
+        (["info", "{saved}/cut.keras"], r"cut\.keras is damaged or not a \.keras file"),
+        (["sample", "{saved}/text.keras", "--class", 1], r"text\.keras is damaged or not a \.keras file"),
+        (["convert", "{saved}/cut.keras", "{saved}/out.keras"], r"cut\.keras is damaged or not a \.keras file"),
+        (["control", "{saved}/ace.keras", "--images", "{saved}/cut.npz"], r"cut\.npz is damaged or not the expected \.npz"),
     ],
 )
 def test_user_errors_are_one_line_and_status_2(trained_ace, args, message, capsys, monkeypatch):

@@ -1,13 +1,17 @@
+import io
 import os
+import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
 
 import data_tools
 from data_tools import distortions
+from data_tools import files
 from data_tools.moments import centre_of_mass
 from data_tools.moments import spread
 from data_tools import sources
@@ -204,7 +208,7 @@ class TestCache:
 
         target = tmp_path / "x.npz"
         with pytest.raises(KeyboardInterrupt):
-            sources.atomic_save_npz(str(target), a=np.zeros(3), b=Boom())
+            files.atomic_save_npz(str(target), a=np.zeros(3), b=Boom())
         assert os.listdir(tmp_path) == []
 
     @requires_mnist
@@ -242,3 +246,111 @@ def test_moments_of_a_known_bar():
     np.testing.assert_allclose(moments.centre_of_mass(bar), [[10, 10]])
     np.testing.assert_allclose(moments.orientation(bar), [45.0], atol=1e-6)
     np.testing.assert_allclose(moments.spread(bar[..., None]), moments.spread(bar))
+
+
+# ------------------------------------------------------------------ damaged files
+
+
+def cut_short(path, keep=1 / 3):
+    """What an interrupted copy or download leaves: the first part of the file."""
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: int(len(data) * keep)])
+
+
+@pytest.fixture
+def small_mnist(tmp_path, monkeypatch):
+    """A folder holding a small MNIST-like `mnist.npz` (Keras' keys), and an empty cache."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    files.atomic_save_npz(str(folder / "mnist.npz"), x_train=rng.integers(0, 256, (40, 28, 28), np.uint8),
+                          y_train=rng.integers(0, 10, 40), x_test=rng.integers(0, 256, (20, 28, 28), np.uint8),
+                          y_test=rng.integers(0, 10, 20))
+    monkeypatch.setenv("KERAS_ACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KERAS_ACE_DATA", raising=False)
+    return folder
+
+
+def small_cifar_zip(path, classes=("airplane", "horse")):
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for split in ("train", "test"):
+            for i, name in enumerate(classes):
+                jpeg = io.BytesIO()
+                Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(jpeg, format="JPEG")
+                archive.writestr(f"{split}/{name}/{i}.jpg", jpeg.getvalue())
+
+
+class TestDamagedFiles:
+    def test_mnist_cut_short_is_named(self, small_mnist):
+        assert data_tools.load_dataset("mnist", "test", str(small_mnist))[0].shape == (20, 28, 28, 1)
+        cut_short(small_mnist / "mnist.npz")
+        with pytest.raises(files.DamagedFileError, match=r"mnist\.npz is damaged .*Delete it"):
+            data_tools.load_dataset("mnist", "test", str(small_mnist))
+
+    def test_mnist_of_another_kind_is_named(self, small_mnist):
+        files.atomic_save_npz(str(small_mnist / "mnist.npz"), images=np.zeros(3))
+        with pytest.raises(files.DamagedFileError, match=r"mnist\.npz .*no x_train, y_train, x_test, y_test"):
+            data_tools.load_dataset("mnist", "train", str(small_mnist))
+        (small_mnist / "mnist.npz").write_text("not a zip")
+        with pytest.raises(files.DamagedFileError, match=r"mnist\.npz is damaged"):
+            data_tools.load_dataset("mnist", "train", str(small_mnist))
+
+    def test_cifar10_zip_cut_short_or_foreign_is_named(self, small_mnist):
+        folder = small_mnist
+        small_cifar_zip(folder / "cifar10-jpeg.zip")
+        x, y = data_tools.load_dataset("cifar10", "train", str(folder))
+        assert x.shape == (2, 32, 32, 3) and sorted(y) == [0, 7]
+        cut_short(folder / "cifar10-jpeg.zip", keep=0.6)
+        with pytest.raises(files.DamagedFileError, match=r"cifar10-jpeg\.zip is damaged or not a zip of JPEG images"):
+            data_tools.load_dataset("cifar10", "train", str(folder))
+        with zipfile.ZipFile(folder / "cifar10-jpeg.zip", "w") as archive:
+            archive.writestr("readme.txt", "something else")
+        with pytest.raises(files.DamagedFileError, match=r"cifar10-jpeg\.zip holds no train/ and test/ images"):
+            data_tools.load_dataset("cifar10", "train", str(folder))
+
+    @pytest.mark.parametrize("name", ["rts_mnist", "tc_mnist"])
+    def test_damaged_cache_is_rebuilt_with_one_line(self, small_mnist, name, capfd):
+        first, _, truth = data_tools.load_dataset(name, "test", str(small_mnist), return_truth=True)
+        cache = data_tools.datasets.distorted_cache_path(name, "test", 2)
+        cut_short(cache, keep=0.5)
+        capfd.readouterr()
+        again, _, truth_again = data_tools.load_dataset(name, "test", str(small_mnist), return_truth=True)
+        lines = capfd.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and "was damaged (File is not a zip file); removing and rebuilding it" in lines[0] and cache in lines[0]
+        assert again.tobytes() == first.tobytes() and truth_again.keys() == truth.keys()
+        files.read_npz(cache)  # whole again
+
+    def test_damaged_decoded_zip_cache_is_rebuilt(self, small_mnist, capfd):
+        small_cifar_zip(small_mnist / "cifar10-jpeg.zip")
+        first, _ = data_tools.load_dataset("cifar10", "test", str(small_mnist))
+        (decoded,) = [p for p in os.listdir(sources.cache_dir()) if p.startswith("cifar10-from-zip")]
+        cut_short(os.path.join(sources.cache_dir(), decoded))
+        again, _ = data_tools.load_dataset("cifar10", "test", str(small_mnist))
+        assert again.tobytes() == first.tobytes() and "removing and rebuilding" in capfd.readouterr().err
+
+    def test_a_writer_killed_while_writing_a_cache_leaves_none(self, small_mnist):
+        """A process SIGKILLed in the middle of writing the TC MNIST cache: no file at the cache's name."""
+        script = (
+            "import os, signal, numpy as np, data_tools\n"
+            "def dying(f, **arrays):\n"
+            "    f.write(b'PK' + bytes(1000)); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            "np.savez = dying\n"
+            f"data_tools.load_dataset('tc_mnist', 'test', {str(small_mnist)!r})\n"
+        )
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        result = subprocess.run([sys.executable, "-c", script], cwd=root, env=os.environ, capture_output=True)
+        assert result.returncode == -signal.SIGKILL
+        cache = data_tools.datasets.distorted_cache_path("tc_mnist", "test", 2)
+        assert not os.path.exists(cache)
+        x, _ = data_tools.load_dataset("tc_mnist", "test", str(small_mnist))  # builds it afresh
+        assert x.shape[0] == 20 and os.path.exists(cache)
+
+    def test_json_cut_short_is_named(self, tmp_path):
+        path = tmp_path / "metrics.json"
+        files.write_json({"a": [1, 2, 3]}, str(path))
+        assert files.read_json(str(path)) == {"a": [1, 2, 3]}
+        cut_short(path, keep=0.5)
+        with pytest.raises(files.DamagedFileError, match=r"metrics\.json is damaged or not a JSON file"):
+            files.read_json(str(path))

@@ -4,12 +4,14 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
 import matplotlib.image
 import pytest
 
+from data_tools import files
 from common import config as run_config
 from common import metrics as run_metrics
 from common import pictures as run_pictures
@@ -241,6 +243,32 @@ def test_resume_skips_a_finished_panel(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
     model = runs.train_panel("fig2_mnist", config)
     assert isinstance(model, keras.Model) and model.image_shape == (28, 28, 1)
+
+
+def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeypatch):
+    """A data file cut short, and a saved panel cut short: exit status 2, one line naming the file."""
+    from common.figure import main
+    from common.pictures import class_manifold_panels
+    from tests.test_model import tiny_ace
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "mnist.npz").write_bytes(b"PK\x03\x04" + bytes(100))
+    monkeypatch.setenv("KERAS_ACE_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "fig2"
+    args = ["--quick", "--data-dir", str(data), "--output-dir", str(out), "--panels", "fig2_mnist"]
+    with pytest.raises(SystemExit) as stopped:
+        main("fig2", ("fig2_mnist",), class_manifold_panels, "", args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1 and re.search(r"^fig2: error: .*mnist\.npz is damaged", err[0]), err
+
+    config = run_config.RunConfig(figure="fig2", output_dir=str(out))
+    tiny_ace((28, 28, 1)).save(str(out / "fig2_mnist.keras"))
+    whole = (out / "fig2_mnist.keras").read_bytes()
+    (out / "fig2_mnist.keras").write_bytes(whole[: len(whole) // 2])
+    run_config.write_json(runs.panel_settings("fig2_mnist", config), str(out / "fig2_mnist.settings.json"))
+    with pytest.raises(files.DamagedFileError, match=r"fig2_mnist\.keras is damaged or not a \.keras file"):
+        runs.train_panel("fig2_mnist", config)
 
 
 def test_a_model_trained_with_other_settings_is_not_reused(tmp_path, monkeypatch):

@@ -16,6 +16,8 @@ import zipfile
 
 import numpy as np
 
+from data_tools import files
+
 # Where 0.1 stored the weights of each layer: Keras names a list's layers by their
 # class (conv2d, conv2d_1, ...), and stored the symmetry net under the Model's `layers`.
 OLD_SYMMETRY_NET = "layers/sequential/layers/"
@@ -69,13 +71,16 @@ def convert(old_path, new_path):
     """Writes the 0.1 file `old_path` as a 0.2 file `new_path` with the same weights and optimizer state.
 
     Raises:
-        ValueError: `old_path` is not a keras_ace 0.1 ACE, or is already 0.2.
+        ValueError: `old_path` is not a keras_ace 0.1 ACE, or is already 0.2
+            (`DamagedFileError`, a `ValueError`, when it is not a complete `.keras` file).
     """
     import h5py
 
     from keras_ace.models.ace import ACE
     from keras_ace.models.ace import LAYOUT
 
+    if not zipfile.is_zipfile(old_path):
+        raise files.DamagedFileError(f"{old_path} is damaged or not a .keras file (not a complete zip archive)")
     with zipfile.ZipFile(old_path) as archive:
         saved = json.loads(archive.read("config.json"))
         if saved.get("class_name") != "ACE" or "image_shape" not in saved.get("config", {}):
@@ -92,5 +97,5 @@ def convert(old_path, new_path):
             if model.optimizer is not None and "optimizer" in weights:
                 model.optimizer.build(model.trainable_variables)
                 model.optimizer.load_own_variables(_variables(weights["optimizer"]))
-    model.save(new_path)
+    files.save_model(model, new_path)
     return model

@@ -4,7 +4,7 @@ import dataclasses
 import json
 import os
 
-
+from data_tools import files
 
 # Appendix A trains with batches of 250; the paper gives no epoch count.
 DEFAULT_EPOCHS = 50
@@ -181,5 +181,4 @@ def json_default(value):
 
 
 def write_json(data, path):
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2, default=json_default)
+    files.write_json(data, path, indent=2, default=json_default)

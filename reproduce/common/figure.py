@@ -1,11 +1,11 @@
 """One figure script from end to end: train or load its panels, draw, measure, write the files."""
 
 import dataclasses
-import json
 import os
 
 import keras
 
+from data_tools import files
 from data_tools.pictures import save_annotated_png
 from data_tools.pictures import save_png
 from data_tools.pictures import side_by_side
@@ -62,7 +62,7 @@ def run_figure(config, panels, picture):
     figure_metrics = os.path.join(config.output_dir, "metrics.json")
     if config.panels is not None and os.path.exists(figure_metrics):
         # The panels not trained now keep their numbers (their models are in this folder).
-        earlier = json.load(open(figure_metrics))
+        earlier = files.read_json(figure_metrics)
         kept = {p: earlier[p] for p in earlier if p in PRESETS and p not in metrics and trained_with(p, config)}
         metrics = {**kept, **metrics}
     metrics["wall_time_s"] = time.time() - start
@@ -97,13 +97,14 @@ def main(figure, panels, picture, description, argv=None):
     """The whole command line of a figure script."""
     import argparse
 
+    from data_tools.files import DamagedFileError
     from data_tools.sources import DataNotFoundError
 
     parser = add_arguments(argparse.ArgumentParser(description=description), figure, panels)
     config = RunConfig.from_args(figure, parser.parse_args(argv))
     try:
         run_figure(config, panels, picture)
-    except (DataNotFoundError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
+    except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
         # Errors of the user's data, folders or run: one line, no traceback.
         parser.exit(2, f"{figure}: error: {error}\n")
     return 0

@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 
+from data_tools import files
 from keras_ace.models.presets import PRESETS
 from common.config import load_split
 
@@ -52,7 +53,7 @@ def train_judge(dataset, config, canonical=False):
     x_test, y_test = load_split(source, "test", config.test_size, config.data_dir)
     x_test = place(x_test)
     if os.path.exists(path):
-        judge = keras.saving.load_model(path)
+        judge = files.load_model(path)
     else:
         # The training split is read only when the judge is trained, not when it is reused.
         x, y = load_split(source, "train", config.judge_train_size, config.data_dir)
@@ -62,7 +63,7 @@ def train_judge(dataset, config, canonical=False):
         judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         print(f"Training the judge {name} on {len(x)} images", flush=True)
         judge.fit(x, y, batch_size=128, epochs=config.judge_epochs, verbose=2)
-        judge.save(path)
+        files.save_model(judge, path)
     accuracy = float(np.mean(np.argmax(judge.predict(x_test, batch_size=500, verbose=0), -1) == y_test))
     return judge, accuracy
 

@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from data_tools.pictures import mosaic
+from data_tools.pictures import save_figure
 from keras_ace.models.presets import PRESETS
 from common.config import load_split
 
@@ -56,7 +57,7 @@ def save_curves(panels, output_dir, path):
             axis.set_xlabel("epoch", fontsize=8)
         row[0].legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=80)
+    save_figure(figure, path, dpi=80)
     plt.close(figure)
 
 

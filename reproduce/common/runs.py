@@ -8,6 +8,7 @@ import time
 
 import keras
 
+from data_tools import files
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.presets import PRESETS
 from keras_ace.training import StopOnSkippedStep
@@ -41,7 +42,7 @@ def train_panel(preset, config, verbose=2):
     settings_path = os.path.join(config.output_dir, f"{preset}.settings.json")
     earlier = recorded_settings(preset, config.output_dir)
     if os.path.exists(path) and earlier == settings:
-        return keras.saving.load_model(path)
+        return files.load_model(path)
     lengthened = os.path.exists(path) and shorter_run(earlier, settings)
     backup = os.path.join(config.output_dir, f"backup_{preset}")
     history = os.path.join(config.output_dir, f"history_{preset}.csv")
@@ -55,7 +56,7 @@ def train_panel(preset, config, verbose=2):
     keras.utils.set_random_seed(config.seed)
     if lengthened:
         with distribution_scope(config.distribution):
-            model = keras.saving.load_model(path)
+            model = files.load_model(path)
         print(f"Training {preset} on {len(x)} images from epoch {earlier['epochs']} to {config.epochs}", flush=True)
     else:
         model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
@@ -80,7 +81,7 @@ def train_panel(preset, config, verbose=2):
     )
     if stop.stopped_at is not None:
         raise TrainingStopped(f"{preset}: {stop.message()}")
-    model.save(path)
+    files.save_model(model, path)
     if lengthened:
         write_json(settings, settings_path)  # only now: until saved, the model on disk is the shorter one
     shutil.rmtree(backup, ignore_errors=True)
@@ -93,7 +94,7 @@ class TrainingClock(keras.callbacks.Callback):
     def __init__(self, path, resumed):
         super().__init__()
         self.path = path
-        self.record = json.load(open(path)) if resumed and os.path.exists(path) else {"epoch_wall_times_s": []}
+        self.record = files.read_json(path) if resumed and os.path.exists(path) else {"epoch_wall_times_s": []}
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.time()
@@ -107,7 +108,7 @@ class TrainingClock(keras.callbacks.Callback):
 def training_record(preset, output_dir):
     """What `TrainingClock` wrote for a panel: epochs and wall time (empty if not recorded)."""
     path = os.path.join(output_dir, f"{preset}.training.json")
-    return json.load(open(path)) if os.path.exists(path) else {}
+    return files.read_json(path) if os.path.exists(path) else {}
 
 
 class StaleModelError(ValueError):
@@ -126,7 +127,7 @@ def panel_settings(preset, config):
 def recorded_settings(preset, folder):
     """The settings `<preset>.settings.json` in `folder` records (None when there is none)."""
     path = os.path.join(folder, f"{preset}.settings.json")
-    return json.load(open(path)) if os.path.exists(path) else None
+    return files.read_json(path) if os.path.exists(path) else None
 
 
 def check_settings(preset, config):
@@ -167,7 +168,7 @@ def load_panel(preset, directory):
     path = os.path.join(directory, f"{preset}.keras")
     if not os.path.exists(path):
         raise FileNotFoundError(f"--from-models: no model {path}; train it first (without --from-models).")
-    return keras.saving.load_model(path)
+    return files.load_model(path)
 
 
 def panel_steps(preset, config):
