@@ -8,10 +8,15 @@ file, says what is wrong with it and how to fix it.
 """
 
 import contextlib
+import glob
 import os
 import sys
 import tempfile
+import time
 import zipfile
+
+# A temporary file older than this was left by a killed writer (no write takes this long): removed.
+STALE_PARTIAL_S = 3600
 
 
 class DamagedFileError(ValueError):
@@ -46,11 +51,18 @@ def atomic_write(path, mode="w"):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """A temporary file name beside `path` (same suffix) for a writer that takes a name; renamed into place."""
+    """A temporary file name beside `path` (same suffix) for a writer that takes a name; renamed into place.
+
+    What killed writers left for the same `path` more than `STALE_PARTIAL_S` ago is removed.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     name = os.path.basename(path)
     suffix = os.path.splitext(name)[1]  # writers such as Keras' model.save check it
+    for stale in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.partial{glob.escape(suffix)}")):
+        with contextlib.suppress(OSError):  # another process may remove it first
+            if time.time() - os.path.getmtime(stale) > STALE_PARTIAL_S:
+                os.remove(stale)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=f".partial{suffix}")
     os.close(fd)
     try:

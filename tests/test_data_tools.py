@@ -344,8 +344,11 @@ class TestDamagedFiles:
         assert result.returncode == -signal.SIGKILL
         cache = data_tools.datasets.distorted_cache_path("tc_mnist", "test", 2)
         assert not os.path.exists(cache)
+        (left,) = [os.path.join(sources.cache_dir(), p) for p in os.listdir(sources.cache_dir()) if p.endswith(".partial.npz")]
+        old = time.time() - files.STALE_PARTIAL_S - 1
+        os.utime(left, (old, old))
         x, _ = data_tools.load_dataset("tc_mnist", "test", str(small_mnist))  # builds it afresh
-        assert x.shape[0] == 20 and os.path.exists(cache)
+        assert x.shape[0] == 20 and os.listdir(sources.cache_dir()) == [os.path.basename(cache)]
 
     def test_json_cut_short_is_named(self, tmp_path):
         path = tmp_path / "metrics.json"
@@ -354,3 +357,14 @@ class TestDamagedFiles:
         cut_short(path, keep=0.5)
         with pytest.raises(files.DamagedFileError, match=r"metrics\.json is damaged or not a JSON file"):
             files.read_json(str(path))
+
+    def test_an_interrupted_write_keeps_the_old_file(self, tmp_path):
+        path = tmp_path / "metrics.json"
+        files.write_json({"old": 1}, str(path))
+
+        def interrupted(value):
+            raise KeyboardInterrupt  # as if killed halfway through the new file
+
+        with pytest.raises(KeyboardInterrupt):
+            files.write_json({"new": [1, 2, object()]}, str(path), default=interrupted)
+        assert files.read_json(str(path)) == {"old": 1} and os.listdir(tmp_path) == ["metrics.json"]

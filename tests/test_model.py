@@ -552,17 +552,28 @@ def test_nll_estimate_with_one_sample_is_the_bound_written_out(sampling, monkeyp
     np.testing.assert_allclose(estimate, expected, rtol=1e-5, atol=1e-3)
 
 
-def test_nll_estimate_does_not_rise_with_samples_and_depends_on_the_seed():
-    """The k = 48 estimate lies below the k = 1 bound; with frames, two seeds draw two values, one seed one."""
+def test_nll_estimate_does_not_rise_with_samples():
+    """The mean k = 48 estimate lies below the mean k = 1 bound (eight draws of it)."""
+    keras.utils.set_random_seed(0)
     model = tiny_ace()
     model.build()
     model.symmetry_net.log_scale.bias.assign(np.full(6, -1.0, np.float32))
     x, _ = tiny_data(8)
-    one = model.nll_estimate(x, samples=1, seed=1)
+    one = np.mean([model.nll_estimate(x, samples=1, seed=seed) for seed in range(1, 9)], axis=0)
     # 48 samples in passes of 32 rows: 32 and 16 samples of each image.
     many = model.nll_estimate(x, samples=48, batch_size=32, seed=1)
     assert many.shape == one.shape == (8,)
     assert many.mean() < one.mean(), (many.mean(), one.mean())
+
+
+def test_nll_estimate_samples_the_frames(monkeypatch):
+    """With the latents' draw fixed, two seeds still give two k = 1 values (the frames are drawn), one seed one."""
+    model = tiny_ace()
+    model.build()
+    model.symmetry_net.log_scale.bias.assign(np.full(6, -1.0, np.float32))
+    monkeypatch.setattr(model.auto_encoder.latent_sampler, "noise", lambda shape, seed=None: keras.ops.zeros(shape))
+    x, _ = tiny_data(4)
+    one = model.nll_estimate(x, samples=1, seed=1)
     np.testing.assert_array_equal(model.nll_estimate(x, samples=1, seed=1), one)
     assert np.abs(model.nll_estimate(x, samples=1, seed=2) - one).min() > 1e-4
 
