@@ -110,18 +110,24 @@ def load_model(path):
     """`keras.saving.load_model`, with errors that tell a missing file from a damaged one.
 
     Raises `FileNotFoundError` when nothing is at `path` and `DamagedFileError` when the
-    file is cut short, damaged or not a Keras file.
+    file is cut short, fails its checksums or is not a Keras archive; errors of a whole
+    file's contents (e.g. a class that is not registered) are Keras' own.
     """
     import keras
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such model file: {path}")
-    if not zipfile.is_zipfile(path):
-        raise DamagedFileError(f"{path} is damaged or not a .keras file (not a complete zip archive); save or copy it again")
+    fix = "save or copy it again"
     try:
-        return keras.saving.load_model(path)
-    except Exception as error:  # Keras reports a damaged archive with many types, and as "File not found"
-        raise DamagedFileError(f"{path} is damaged or not a .keras file: {reason(error)}") from None
+        with zipfile.ZipFile(path) as archive:
+            broken, names = archive.testzip(), archive.namelist()
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        raise DamagedFileError(f"{path} is damaged or not a .keras file ({reason(error)}); {fix}", reason(error)) from None
+    if broken is not None:
+        raise DamagedFileError(f"{path} is damaged: {broken} inside it fails its checksum; {fix}", "a bad checksum")
+    if "config.json" not in names:
+        raise DamagedFileError(f"{path} is a zip archive but not a .keras file (it holds no config.json)", "no config.json")
+    return keras.saving.load_model(path)
 
 
 def reason(error):

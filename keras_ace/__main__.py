@@ -34,8 +34,10 @@ def load_ace(path):
 
     try:
         model = files.load_model(path)
-    except (FileNotFoundError, files.DamagedFileError) as error:  # a missing, broken or foreign file: one line
+    except (FileNotFoundError, files.DamagedFileError) as error:  # a missing or broken file: one line
         raise UsageError(str(error)) from None
+    except Exception as error:  # a whole archive Keras cannot load: say so in one line
+        raise UsageError(f"cannot load {path} as a Keras model: {files.reason(error)}") from None
     if not isinstance(model, keras_ace.ACE):
         raise UsageError(f"{path} holds a {type(model).__name__}, not a keras_ace ACE model")
     return model
