@@ -87,14 +87,14 @@ def cut_short(path, keep=1 / 3):
     open(path, "wb").write(data[: int(len(data) * keep)])
 
 
-def with_damaged(file, load):
-    """Cuts `file` of a fresh damaged_files_folder short, then loads: what the user sees."""
+def with_damaged(file, load, damage=None):
+    """Damages `file` of a fresh damaged_files_folder (default: cuts it short), then loads: what the user sees."""
     saved = {k: os.environ.get(k) for k in ("KERAS_ACE_DATA", "KERAS_ACE_CACHE")}
     os.environ.pop("KERAS_ACE_DATA", None)
     try:
         folder = damaged_files_folder()
         load(folder)  # whole: reads and fills the cache
-        cut_short(file(folder))
+        (damage or cut_short)(file(folder))
         return load(folder)
     finally:
         for key, value in saved.items():
@@ -130,7 +130,7 @@ def cli_on_a_cut_model():
         status = cli_main(["info", path])
     if status != 2 or "damaged" not in err.getvalue():
         raise AssertionError(f"status {status}: {err.getvalue().strip()}")
-    return f"status 2, one line: {err.getvalue().strip()[-110:]}"
+    return f"status 2, one line: {err.getvalue().strip()[:170]}"
 
 
 x, y = data()
@@ -178,6 +178,9 @@ CASES = [
     ("load_dataset with no data and no network", lambda: without_local_data(lambda: load_dataset("mnist", "train"))),
     ("load_dataset: mnist.npz cut short", lambda: with_damaged(lambda folder: os.path.join(folder, "mnist.npz"),
                                                                 lambda folder: load_dataset("mnist", "test", folder))),
+    ("load_dataset: mnist.npz of another kind (text)", lambda: with_damaged(
+        lambda folder: os.path.join(folder, "mnist.npz"), lambda folder: load_dataset("mnist", "test", folder),
+        damage=lambda path: open(path, "w").write("not MNIST"))),
     ("load_dataset: cifar10-jpeg.zip cut short", lambda: with_damaged(
         lambda folder: os.path.join(folder, "cifar10-jpeg.zip"), lambda folder: load_dataset("cifar10", "test", folder))),
     ("load_dataset: the RTS MNIST cache cut in half", damaged_cache_rebuilt),

@@ -90,6 +90,9 @@ def read_npz(path, keys=None):
     """
     import numpy as np
 
+    if not zipfile.is_zipfile(path):  # what an .npz is; NumPy would read other files as pickles
+        cause = "not a complete zip archive"
+        raise DamagedFileError(f"{path} is damaged or not the expected .npz file: {cause}", cause)
     try:
         with np.load(path) as data:
             missing = [k for k in keys or () if k not in data.files]

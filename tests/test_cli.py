@@ -100,7 +100,17 @@ def test_the_entry_point_in_fresh_processes(trained_ace, tmp_path):
     assert np.load(tmp_path / "s.npz")["images"].shape == (5, 42, 42, 1)
     result = cli("info", trained_ace.path)
     assert result.returncode == 0 and json.loads(result.stdout)["data set"] == "rts_mnist", result.stderr[-2000:]
-    result = cli("sample", trained_ace.path, "--class", 12)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    # One line of ours (the backend may log its own start-up lines before it).
-    assert len([line for line in result.stderr.splitlines() if line.startswith("python -m keras_ace")]) == 1
+    # User errors and damaged files: one line of ours each (the backend may log its own start-up lines before it).
+    whole = open(trained_ace.path, "rb").read()
+    (tmp_path / "cut.keras").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mnist.npz").write_bytes(b"PK\x03\x04" + bytes(100))
+    for args, message in [
+        (("sample", trained_ace.path, "--class", 12), "--class must lie"),
+        (("info", tmp_path / "cut.keras"), "cut.keras is damaged or not a .keras file"),
+        (("control", trained_ace.path, "--dataset", "rts_mnist", "--data-dir", tmp_path / "data"), "mnist.npz is damaged"),
+    ]:
+        result = cli(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        ours = [line for line in result.stderr.splitlines() if line.startswith("python -m keras_ace")]
+        assert len(ours) == 1 and message in ours[0], result.stderr[-2000:]

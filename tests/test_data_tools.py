@@ -318,7 +318,7 @@ class TestDamagedFiles:
         capfd.readouterr()
         again, _, truth_again = data_tools.load_dataset(name, "test", str(small_mnist), return_truth=True)
         lines = capfd.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and "was damaged (File is not a zip file); removing and rebuilding it" in lines[0] and cache in lines[0]
+        assert len(lines) == 1 and "was damaged (not a complete zip archive); removing and rebuilding it" in lines[0] and cache in lines[0]
         assert again.tobytes() == first.tobytes() and truth_again.keys() == truth.keys()
         files.read_npz(cache)  # whole again
 
