@@ -68,8 +68,11 @@ class ACE(GenerationAndControl, keras.Model):
     the decoder. The loss per image, in nats, is the *reconstruction error* (Bernoulli
     NLL of the [0, 1] intensities) + the *generative error* (KL of the class's latents
     and of the symmetry statistics) + the classification cross-entropy, each tracked
-    as a metric; `evaluate` also reports the eq. 4.1 `nll_bound`. Generation and
-    control (`sample`, `control`, ...) come from `GenerationAndControl`.
+    as a metric; `evaluate` also reports the eq. 4.1 `nll_bound` (`val_nll_bound` in
+    the training logs: a plug-in value with symmetry statistics). `nll_estimate` is
+    the importance-weighted estimate of -log p(x) that compares models with and
+    without symmetry statistics. Generation and control (`sample`, `control`, ...)
+    come from `GenerationAndControl`.
 
     Args:
         image_shape: `(height, width, channels)`.
