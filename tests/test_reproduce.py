@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from data_tools import files
@@ -72,6 +73,7 @@ def test_fig2_draws_and_measures_its_panels(tmp_path):
     m = metrics["fig2_rts_mnist"]
     assert (m["nll_estimate_samples"], m["nll_estimate_images"]) == (20, 30)
     assert m["test_nll_estimate_nats"] == pytest.approx(estimate.mean(), rel=1e-5)
+    np.testing.assert_allclose(np.load(out / "fig2_rts_mnist.nll_estimate.npy"), estimate, rtol=1e-5)
     for name in ("fig2_annotated.png", "curves.png", "history_fig2_mnist.csv", "fig2_mnist.settings.json"):
         assert (out / name).exists(), name
     # --from-models redraws without training: no new models, no metrics rewritten.

@@ -5,6 +5,7 @@ import os
 import keras
 import numpy as np
 
+from data_tools import files
 from keras_ace.models.presets import PRESETS
 from common.config import load_split
 from common.judge import judged_accuracy
@@ -34,6 +35,9 @@ def panel_metrics(model, preset, config, grid_values):
     estimated = x_test[: config.estimate_images]
     print(f"{preset}: estimating -log p(x) on {len(estimated)} test images, {config.estimate_samples} samples each", flush=True)
     estimate = model.nll_estimate(estimated, samples=config.estimate_samples, seed=config.seed, verbose=int(not config.quick))
+    # Per image, for paired comparisons of panels on the same test images.
+    with files.atomic_write(os.path.join(config.output_dir, f"{preset}.nll_estimate.npy"), "wb") as f:
+        np.save(f, estimate)
     judge, judge_accuracy = train_judge(dataset, config)
     per_class = [
         judged_accuracy(judge, model.sample(c, config.samples_per_class, seed=config.seed + c), c)
