@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 
+from keras_ace import backend_ops
 from keras_ace.optimizers import Adam
 
 
@@ -28,6 +29,23 @@ def test_adam_matches_the_update_written_out():
     result = keras.ops.convert_to_numpy(variable)
     assert np.abs(result - start).max() > 0.01
     np.testing.assert_allclose(result, numpy_adam(start, grads, 0.01), rtol=1e-5, atol=1e-6)
+
+
+def test_this_keras_keeps_the_adam_moments_where_the_fused_step_reads_them():
+    """Fails on a Keras that renames Adam's private moment attributes (the fused step then falls back)."""
+    optimizer = Adam(learning_rate=0.01)
+    variables = [keras.Variable(np.zeros((2, 3), np.float32)), keras.Variable(np.zeros((4,), np.float32))]
+    optimizer.build(variables)
+    for variable in variables:
+        moments = backend_ops.adam_moments(optimizer, variable)
+        assert moments is not None, f"keras {keras.__version__} keeps Adam's moments elsewhere"
+        assert all(tuple(m.shape) == tuple(variable.shape) and any(m is o for o in optimizer.variables) for m in moments)
+
+
+def test_adam_without_the_private_moments_falls_back_to_keras_update(monkeypatch):
+    """What a Keras that renames them gets: Keras' own update, the same numbers."""
+    monkeypatch.setattr(backend_ops, "adam_moments", lambda optimizer, variable: None)
+    test_adam_matches_the_update_written_out()
 
 
 def test_serialisation():
