@@ -273,6 +273,22 @@ def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeyp
         runs.train_panel("fig2_mnist", config)
 
 
+def test_history_file_continues_across_resumes_and_drops_a_cut_row(tmp_path):
+    path = str(tmp_path / "history_fig2_mnist.csv")
+    first = runs.HistoryFile(path)
+    for epoch in range(2):
+        first.on_epoch_end(epoch, {"loss": 10.0 - epoch, "val_loss": 11.0 - epoch})
+    with open(path, "a") as f:
+        f.write("2,8.0")  # what CSVLogger leaves when killed in the middle of a row
+    resumed = runs.HistoryFile(path)  # BackupAndRestore repeats epoch 1, then goes on
+    resumed.on_epoch_end(1, {"loss": 8.5, "val_loss": 9.5})
+    resumed.on_epoch_end(2, {"loss": 7.5, "val_loss": 8.5})
+    history = run_pictures.read_history(path)
+    np.testing.assert_array_equal(history["epoch"], [0, 1, 2])
+    np.testing.assert_array_equal(history["loss"], [10.0, 8.5, 7.5])
+    assert open(path).readline().strip() == "epoch,loss,val_loss" and os.listdir(tmp_path) == ["history_fig2_mnist.csv"]
+
+
 def test_a_model_trained_with_other_settings_is_not_reused(tmp_path, monkeypatch):
     from tests.test_model import tiny_ace
 

@@ -8,6 +8,7 @@ from data_tools.pictures import mosaic
 from data_tools.pictures import save_figure
 from keras_ace.models.presets import PRESETS
 from common.config import load_split
+from common.runs import read_history_rows
 
 
 def class_manifold(model, values):
@@ -29,14 +30,9 @@ CURVES = ("reconstruction", "generative", "classification", "classification_erro
 
 
 def read_history(path):
-    """A `CSVLogger` file as {column: float array}; empty when there is none."""
-    import csv
-
-    if not os.path.exists(path):
-        return {}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    return {k: np.asarray([float(r[k]) for r in rows]) for k in (rows[0] if rows else {})}
+    """A history CSV (`common.runs.HistoryFile`) as {column: float array}; empty when there is none."""
+    rows = read_history_rows(path)
+    return {k: np.asarray([float(r.get(k, np.nan)) for r in rows]) for k in (rows[0] if rows else {})}
 
 
 def save_curves(panels, output_dir, path):

@@ -72,8 +72,7 @@ def train_panel(preset, config, verbose=2):
         validation_data=(x_test, y_test),
         callbacks=[
             keras.callbacks.BackupAndRestore(backup),
-            # Appends, so that a resumed run keeps the epochs before the interruption.
-            keras.callbacks.CSVLogger(history, append=True),
+            HistoryFile(history),
             clock,
             stop,
         ],
@@ -86,6 +85,46 @@ def train_panel(preset, config, verbose=2):
         write_json(settings, settings_path)  # only now: until saved, the model on disk is the shorter one
     shutil.rmtree(backup, ignore_errors=True)
     return model
+
+
+class HistoryFile(keras.callbacks.Callback):
+    """Each finished epoch's logs as a row of a CSV file (Keras' `CSVLogger` columns), rewritten atomically.
+
+    `CSVLogger` appends in place, so a run killed while writing leaves half a row for
+    the resumed run to append after. Here the rows of earlier epochs are kept (a resumed
+    or lengthened run continues the file) and an epoch run again replaces its row.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        rows = [row for row in read_history_rows(self.path) if int(row["epoch"]) < epoch]
+        rows.append({"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}})
+        columns = ["epoch"] + sorted({k for row in rows for k in row} - {"epoch"})
+        with files.atomic_write(self.path, "w") as f:
+            writer = csv.DictWriter(f, columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def read_history_rows(path):
+    """The rows of a history CSV as dicts of floats (epoch an int); none when there is no file."""
+    import csv
+
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    # A row cut short (a CSVLogger killed while writing, before this class) holds None or "": left out.
+    return [
+        {k: int(v) if k == "epoch" else float(v) for k, v in row.items() if v not in (None, "")}
+        for row in rows
+        if None not in row.values() and row.get("epoch") not in (None, "")
+    ]
 
 
 class TrainingClock(keras.callbacks.Callback):
