@@ -578,6 +578,16 @@ def test_nll_estimate_samples_the_frames(monkeypatch):
     assert np.abs(model.nll_estimate(x, samples=1, seed=2) - one).min() > 1e-4
 
 
+def test_nll_estimate_on_figure_4s_model():
+    """Colour statistics, the conv auto-encoder and Laplacian latents: finite nats per image, fewer with more samples."""
+    keras.utils.set_random_seed(0)
+    model = tiny_ace((16, 16, 3), symmetry="spatial_color", encoder="conv", conv_filters=(4, 8), sampling="laplacian")
+    model.build()
+    x, _ = tiny_data(3, (16, 16, 3))
+    one, many = model.nll_estimate(x, samples=1, seed=0), model.nll_estimate(x, samples=16, seed=0)
+    assert one.shape == many.shape == (3,) and np.isfinite(many).all() and many.mean() < one.mean()
+
+
 def test_nll_estimate_converges_to_the_exact_negative_log_likelihood():
     """k = 2000 importance samples on a model integrated by quadrature: within 0.5 nats."""
     model = one_latent_model()
