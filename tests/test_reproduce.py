@@ -149,11 +149,14 @@ def test_table_puts_figure_1_next_to_figure_2(tmp_path, capsys):
                                                               test_nll_estimate_nats=140.25, nll_estimate_samples=100)})):
         (tmp_path / figure).mkdir()
         (tmp_path / figure / "metrics.json").write_text(json.dumps(metrics))
+        # Per-image estimates on the same three test images: Fig. 2 lower by 2, 4 and 6 nats.
+        np.save(tmp_path / figure / f"{figure}_rts_mnist.nll_estimate.npy", [140.0, 150.0, 160.0] if figure == "fig2"
+                else [142.0, 154.0, 166.0])
     table.main([str(tmp_path / "fig1"), str(tmp_path / "fig2")])
     rows = capsys.readouterr().out.strip().splitlines()
     assert len(rows) == 3  # header, rule, RTS MNIST (no MNIST or TC panels in either folder)
     assert rows[2].startswith("| RTS MNIST | 8 / 8 | 10 min / 10 min | 5.00% / 2.00% | - / 140.2 (k=100) | 150.0 / 150.0 |")
-    assert "angle +0.90" in rows[2]
+    assert "| -4.0 ± 0.9 | angle +0.90" in rows[2]  # the differences' standard deviation 1.63 over sqrt(3)
 
 
 def test_epochs_per_data_set():
