@@ -67,7 +67,8 @@ def sample(args):
     images = model.sample(class_id, args.n, seed=args.seed, frames=args.frames)
     write_grid(images, min(COLUMNS, args.n), f"{os.path.basename(args.model)}: class {class_id}, seed {args.seed}", args.out)
     if args.npz:
-        np.savez_compressed(args.npz, images=images, labels=np.full(args.n, class_id))
+        with files.atomic_write(args.npz, "wb") as f:
+            np.savez_compressed(f, images=images, labels=np.full(args.n, class_id))
         print(f"Wrote {args.npz}")
 
 
