@@ -553,7 +553,11 @@ def test_nll_estimate_with_one_sample_is_the_bound_written_out(sampling, monkeyp
 
 
 def test_nll_estimate_does_not_rise_with_samples():
-    """The mean k = 48 estimate lies below the mean k = 1 bound (eight draws of it)."""
+    """The mean k = 48 estimate lies clearly below the mean k = 1 bound (eight draws of it).
+
+    Measured gap 1.4-2.5 nats on the three backends; averaging the 48 log weights instead
+    of importance-weighting them gives 0.0-0.2.
+    """
     keras.utils.set_random_seed(0)
     model = tiny_ace()
     model.build()
@@ -563,7 +567,7 @@ def test_nll_estimate_does_not_rise_with_samples():
     # 48 samples in passes of 32 rows: 32 and 16 samples of each image.
     many = model.nll_estimate(x, samples=48, batch_size=32, seed=1)
     assert many.shape == one.shape == (8,)
-    assert many.mean() < one.mean(), (many.mean(), one.mean())
+    assert many.mean() < one.mean() - 0.7, (many.mean(), one.mean())
 
 
 def test_nll_estimate_samples_the_frames(monkeypatch):
