@@ -276,6 +276,24 @@ def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeyp
         runs.train_panel("fig2_mnist", config)
 
 
+@requires_mnist
+def test_a_judge_is_reused_only_with_its_settings(tmp_path, monkeypatch):
+    from common import judge as run_judge
+
+    config = run_config.RunConfig(figure="fig1", output_dir=str(tmp_path), test_size=30, judge_epochs=1, judge_train_size=60)
+    trained = []
+    network = run_judge.judge_network
+    monkeypatch.setattr(run_judge, "judge_network", lambda *a, **k: trained.append(1) or network(*a, **k))
+    run_judge.train_judge("mnist", config)
+    run_judge.train_judge("mnist", config)  # the cached judge: its settings are this run's
+    assert len(trained) == 1
+    run_judge.train_judge("mnist", dataclasses.replace(config, judge_epochs=2))
+    assert len(trained) == 2 and files.read_json(str(tmp_path / "judge_mnist.settings.json"))["judge_epochs"] == 2
+    (tmp_path / "judge_mnist.settings.json").unlink()  # a judge copied in alone is reused
+    run_judge.train_judge("mnist", config)
+    assert len(trained) == 2
+
+
 def test_history_file_continues_across_resumes_and_drops_a_cut_row(tmp_path):
     path = str(tmp_path / "history_fig2_mnist.csv")
     first = runs.HistoryFile(path)

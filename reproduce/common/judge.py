@@ -39,6 +39,10 @@ def centred_on_canvas(images, canvas):
 def train_judge(dataset, config, canonical=False):
     """The judge CNN for `dataset`, trained (once, then cached in the output folder).
 
+    The cached `judge_<...>.keras` is reused while `judge_<...>.settings.json` beside it
+    records this run's judge settings (epochs, training images, seed), or records none (a
+    judge copied in alone); a judge trained with other settings is trained again.
+
     `canonical=False`: trained on the real training images, distorted as they are.
     `canonical=True`: trained on undistorted MNIST digits at the canvas centre, to judge
     canonical-frame outputs. Returns `(model, test_accuracy)`.
@@ -52,7 +56,10 @@ def train_judge(dataset, config, canonical=False):
     place = (lambda x: centred_on_canvas(x, PRESETS[f"fig1_{dataset}"]["image_shape"][0])) if canonical else (lambda x: x)
     x_test, y_test = load_split(source, "test", config.test_size, config.data_dir)
     x_test = place(x_test)
-    if os.path.exists(path):
+    settings = {"judge_epochs": config.judge_epochs, "judge_train_size": config.judge_train_size, "seed": config.seed}
+    settings_path = os.path.join(config.output_dir, f"{name}.settings.json")
+    recorded = files.read_json(settings_path) if os.path.exists(settings_path) else settings
+    if os.path.exists(path) and recorded == settings:
         judge = files.load_model(path)
     else:
         # The training split is read only when the judge is trained, not when it is reused.
@@ -64,6 +71,7 @@ def train_judge(dataset, config, canonical=False):
         print(f"Training the judge {name} on {len(x)} images", flush=True)
         judge.fit(x, y, batch_size=128, epochs=config.judge_epochs, verbose=2)
         files.save_model(judge, path)
+        files.write_json(settings, settings_path)
     accuracy = float(np.mean(np.argmax(judge.predict(x_test, batch_size=500, verbose=0), -1) == y_test))
     return judge, accuracy
 

@@ -68,7 +68,7 @@ echo "prepared after $(elapsed) s"; tail -n 2 "$OUT/logs/prepare.log"
 train() {  # train FOLDER SCRIPT PANEL EPOCHS [ARGS...]: one panel in its own folder, judged by the shared judge
     local name=$1 script=$2 panel=$3 epochs=$4; shift 4
     local folder=$R/$name log=$OUT/logs/$name.log
-    mkdir -p "$folder" && cp -n $R/judge/judge_cifar10.keras "$folder"/ 2>/dev/null
+    mkdir -p "$folder" && cp -n $R/judge/judge_cifar10.* "$folder"/ 2>/dev/null
     ( timeout $(( LIMIT_S - MEASURE_S - $(elapsed) )) python3 reproduce/$script --panels "$panel" --epochs "$epochs" \
           --output-dir "$folder" --samples-per-class 100 "${TINY[@]}" "$@" >> "$log" 2>&1
       echo "exit status $? after $(elapsed) s" >> "$log" ) &
@@ -130,7 +130,7 @@ for figure in fig3 fig4; do
     for panel in $(echo $LONG | tr ' ' '\n' | grep "^$figure:" | cut -d: -f2); do
         cp "$R/$panel"/$panel.* "$R/$panel"/history_$panel.csv "$R/$figure"/
     done
-    cp $R/judge/judge_cifar10.keras "$R/$figure"/
+    cp $R/judge/judge_cifar10.* "$R/$figure"/
     ( python3 reproduce/$figure.py --epochs "$epochs" --output-dir "$R/$figure" --samples-per-class $SAMPLES "${TINY[@]}" \
           > "$OUT/logs/$figure.log" 2>&1; echo "exit status $? after $(elapsed) s" >> "$OUT/logs/$figure.log" ) &
 done
