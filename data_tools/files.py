@@ -118,6 +118,16 @@ def load_model(path):
     """
     import keras
 
+    check_keras_archive(path)
+    return keras.saving.load_model(path)
+
+
+def check_keras_archive(path):
+    """Raises `FileNotFoundError` or `DamagedFileError` unless `path` is a whole `.keras` archive.
+
+    Whole: a zip archive whose members pass their checksums and that holds a
+    `config.json`; what the archive holds is left to its reader.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such model file: {path}")
     fix = "save or copy it again"
@@ -130,7 +140,6 @@ def load_model(path):
         raise DamagedFileError(f"{path} is damaged: {broken} inside it fails its checksum; {fix}", "a bad checksum")
     if "config.json" not in names:
         raise DamagedFileError(f"{path} is a zip archive but not a .keras file (it holds no config.json)", "no config.json")
-    return keras.saving.load_model(path)
 
 
 def reason(error):

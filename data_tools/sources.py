@@ -173,9 +173,9 @@ def _read_image_folder_zip(path):
                 image = Image.open(io.BytesIO(archive.read(name))).convert("RGB")
                 splits[parts[0]][0].append(np.asarray(image, dtype=np.uint8))
                 splits[parts[0]][1].append(CIFAR10_CLASSES.index(parts[1]))
+    except DamagedFileError:
+        raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:  # PIL's UnidentifiedImageError is an OSError
-        if isinstance(error, DamagedFileError):
-            raise
         raise DamagedFileError(f"{path} is damaged or not a zip of JPEG images ({reason(error)}); {fix}") from None
     if not all(labels for _, labels in splits.values()):
         raise DamagedFileError(f"{path} holds no train/ and test/ images of CIFAR-10; {fix}")

@@ -21,7 +21,6 @@ import numpy as np
 
 from data_tools import files
 from data_tools import pictures
-from data_tools.files import DamagedFileError
 from common.config import RunConfig
 from common.config import add_arguments
 from common.config import load_split
@@ -49,7 +48,7 @@ def main(argv=None):
     preset = PANELS[args.dataset]
     try:
         model = files.load_model(args.model) if args.model else train_panel(preset, config)
-    except (FileNotFoundError, DamagedFileError, StaleModelError, TrainingStopped) as error:
+    except (FileNotFoundError, files.DamagedFileError, StaleModelError, TrainingStopped) as error:
         parser.exit(2, f"control.py: error: {error}\n")
     if getattr(model, "symmetry", None) is None:
         parser.exit(2, f"control.py: error: control needs an ACE with symmetry statistics. Received: {args.model}\n")

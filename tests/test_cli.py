@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from keras_ace.__main__ import main as cli_main
+from tests.helpers import cut_short
 from tests.test_model import dense_ae
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,8 +54,7 @@ def user_error_files(folder):
         keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(folder / "not_ace.keras")
         np.savez(folder / "wrong.npz", x=np.zeros((2, 28, 28, 1), np.float32))
         # What an interrupted copy leaves, and files of another kind under the right names.
-        whole = (folder / "ace.keras").read_bytes()
-        (folder / "cut.keras").write_bytes(whole[: len(whole) // 2])
+        cut_short(folder / "ace.keras", keep=0.5, out=folder / "cut.keras")
         (folder / "text.keras").write_text("not a model")
         (folder / "cut.npz").write_bytes((folder / "images.npz").read_bytes()[:100])
 
@@ -101,8 +101,7 @@ def test_the_entry_point_in_fresh_processes(trained_ace, tmp_path):
     result = cli("info", trained_ace.path)
     assert result.returncode == 0 and json.loads(result.stdout)["data set"] == "rts_mnist", result.stderr[-2000:]
     # User errors and damaged files: one line of ours each (the backend may log its own start-up lines before it).
-    whole = open(trained_ace.path, "rb").read()
-    (tmp_path / "cut.keras").write_bytes(whole[: len(whole) // 2])
+    cut_short(trained_ace.path, keep=0.5, out=tmp_path / "cut.keras")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "mnist.npz").write_bytes(b"PK\x03\x04" + bytes(100))
     for args, message in [

@@ -16,6 +16,7 @@ from data_tools.moments import centre_of_mass
 from data_tools.moments import spread
 from data_tools import sources
 from tests.conftest import requires_cifar10
+from tests.helpers import cut_short
 from tests.conftest import requires_mnist
 
 SUBSET = 600
@@ -249,12 +250,6 @@ def test_moments_of_a_known_bar():
 
 
 # ------------------------------------------------------------------ damaged files
-
-
-def cut_short(path, keep=1 / 3):
-    """What an interrupted copy or download leaves: the first part of the file."""
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[: int(len(data) * keep)])
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from common import pictures as run_pictures
 from common import runs
 from tests.conftest import requires_cifar10
 from tests.conftest import requires_mnist
+from tests.helpers import cut_short
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--quick", "--train-size", "60", "--test-size", "30", "--epochs", "1", "--samples-per-class", "2", "--judge-epochs", "1", "--judge-train-size", "60",
@@ -269,8 +270,7 @@ def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeyp
 
     config = run_config.RunConfig(figure="fig2", output_dir=str(out))
     tiny_ace((28, 28, 1)).save(str(out / "fig2_mnist.keras"))
-    whole = (out / "fig2_mnist.keras").read_bytes()
-    (out / "fig2_mnist.keras").write_bytes(whole[: len(whole) // 2])
+    cut_short(out / "fig2_mnist.keras", keep=0.5)
     run_config.write_json(runs.panel_settings("fig2_mnist", config), str(out / "fig2_mnist.settings.json"))
     with pytest.raises(files.DamagedFileError, match=r"fig2_mnist\.keras is damaged or not a \.keras file"):
         runs.train_panel("fig2_mnist", config)

@@ -72,15 +72,14 @@ def convert(old_path, new_path):
 
     Raises:
         ValueError: `old_path` is not a keras_ace 0.1 ACE, or is already 0.2
-            (`DamagedFileError`, a `ValueError`, when it is not a complete `.keras` file).
+            (`DamagedFileError`, a `ValueError`, when it is not a whole `.keras` archive).
     """
     import h5py
 
     from keras_ace.models.ace import ACE
     from keras_ace.models.ace import LAYOUT
 
-    if not zipfile.is_zipfile(old_path):
-        raise files.DamagedFileError(f"{old_path} is damaged or not a .keras file (not a complete zip archive)")
+    files.check_keras_archive(old_path)
     with zipfile.ZipFile(old_path) as archive:
         saved = json.loads(archive.read("config.json"))
         if saved.get("class_name") != "ACE" or "image_shape" not in saved.get("config", {}):
