@@ -5,7 +5,7 @@
     python -m keras_ace control results/fig2/fig2_rts_mnist.keras --dataset rts_mnist --index 0:8 \\
         --translate 4 0 --rotate 30 --scale 1.2 --out control.png
     python -m keras_ace info results/fig2/fig2_rts_mnist.keras
-    python -m keras_ace convert old_0.1_model.keras model.keras
+    python -m keras_ace convert old_0.3_model.keras model.keras
 
 Errors a user causes (a bad path, a file that is not an ACE, an unknown class, a wrong
 image file) print one line on stderr and exit with status 2.
@@ -218,8 +218,8 @@ def parser():
 
     command("info", info, "what a saved model is: data set, symmetry, sampling, parameters, stored metrics",
             "python -m keras_ace info fig2_rts_mnist.keras")
-    p = command("convert", convert, "rewrite a model saved by keras_ace 0.1 in today's layout (same weights)",
-                "python -m keras_ace convert fig2_rts_mnist_0.1.keras fig2_rts_mnist.keras")
+    p = command("convert", convert, "rewrite a model saved by keras_ace 0.1 to 0.3 in today's layout (same weights)",
+                "python -m keras_ace convert fig2_rts_mnist_0.3.keras fig2_rts_mnist.keras")
     p.add_argument("out", help="the .keras file to write")
     return main
 

@@ -1,19 +1,5 @@
-"""The only backend-specific code of keras_ace: per-class functions, a fused Adam step
-on TensorFlow, a conditional optimizer update, and data parallelism.
-
-An ACE has a decoder for every class, but in training each example only needs the
-decoder of its true class. `per_class_apply` runs `fn(rows, c)` on the rows of class `c`
-only, so 10 decoders cost about what one does:
-
-- TensorFlow: `tf.dynamic_partition` / `tf.dynamic_stitch` (dynamic shapes, so the
-  layers that use it turn off XLA compilation on TensorFlow);
-- PyTorch (eager): a sort and a split by class;
-- JAX (static shapes under `jit`): `fn` runs on every row for every class and the
-  right output is selected, which costs `num_classes` times more.
-
-Dense layers with small kernels (the decoders' first layer) skip all this with a
-per-example kernel gather on every backend (see `ClassDense`).
-"""
+"""The only backend-specific code of keras_ace: data-dependent sizes, a fused Adam step
+on TensorFlow, a conditional optimizer update, and data parallelism."""
 
 import contextlib
 
@@ -23,51 +9,17 @@ from keras import ops
 DISTRIBUTIONS = (None, "data_parallel")
 
 
-def per_class_apply(fn, x, class_ids, num_classes):
-    """`out[i] = fn(x[i:i+1], class_ids[i])[0]`, computed class by class.
-
-    Args:
-        fn: `fn(rows, c) -> outputs` for a Python int `c`, row-wise.
-        x: (B, ...) inputs.
-        class_ids: (B,) integer classes in [0, num_classes).
-        num_classes: the number of classes.
-
-    Returns:
-        (B, ...) outputs of `fn`.
-    """
-    backend = keras.backend.backend()
-    class_ids = ops.cast(class_ids, "int32")
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        parts = tf.dynamic_partition(x, class_ids, num_classes)
-        positions = tf.dynamic_partition(tf.range(tf.shape(x)[0]), class_ids, num_classes)
-        if len(x.shape) > 2:
-            # The gradient of a transposed convolution of an empty batch has the wrong
-            # shape in TensorFlow; one zero row per class keeps every part non-empty.
-            outputs = [fn(tf.concat([part, tf.zeros_like(x[:1])], 0), c)[:-1] for c, part in enumerate(parts)]
-        else:
-            outputs = [fn(part, c) for c, part in enumerate(parts)]
-        return tf.dynamic_stitch(positions, outputs)
-    if backend == "torch":
-        import torch
-
-        order = torch.argsort(class_ids)
-        counts = torch.bincount(class_ids, minlength=num_classes).tolist()
-        parts = torch.split(x[order], counts)
-        sorted_out = torch.cat([fn(part, c) for c, part in enumerate(parts)])
-        out = torch.empty_like(sorted_out)
-        out[order] = sorted_out
-        return out
-    outputs = ops.stack([fn(x, c) for c in range(num_classes)], axis=1)  # (B, K, ...)
-    one_hot = ops.one_hot(class_ids, num_classes, dtype=outputs.dtype)  # (B, K)
-    one_hot = ops.reshape(one_hot, (-1, num_classes) + (1,) * (len(outputs.shape) - 2))
-    return ops.sum(outputs * one_hot, axis=1)
-
-
 def uses_dynamic_shapes():
-    """True where `per_class_apply` needs dynamic shapes (no XLA)."""
-    return keras.backend.backend() == "tensorflow"
+    """True where a tensor's shape may depend on the data: TensorFlow graphs (without XLA) and PyTorch.
+
+    JAX compiles every step with XLA, which fixes shapes when it compiles.
+    """
+    return keras.backend.backend() in ("tensorflow", "torch")
+
+
+def dynamic_size(n):
+    """A data-dependent size `n` (a scalar tensor) as the backend's shapes take it: an int on PyTorch."""
+    return int(n) if keras.backend.backend() == "torch" else n
 
 
 def fused_adam_step(optimizer, gradient, variable, learning_rate):

@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_ace import layers
 from keras_ace.initializers import PaperConvUniform
+from keras_ace.layers import class_conditional
 from tests.helpers import gradient
 from tests.helpers import numpy
 from tests.helpers import save_and_reload
@@ -363,13 +364,13 @@ class TestPaperConvUniform:
 class TestClassConditional:
     """Each row through its own class's weights, against a plain per-class loop."""
 
-    @pytest.mark.parametrize("units, inputs", [(4, 3), (300, 512)])  # gather path; split-by-class path
+    @pytest.mark.parametrize("units, inputs", [(4, 3), (300, 512)])
     def test_class_dense_matches_a_loop(self, units, inputs):
         layer = layers.ClassDense(5, units, activation="tanh")
         x = RNG.normal(size=(9, inputs)).astype(np.float32)
         classes = np.asarray([0, 4, 4, 2, 1, 0, 3, 4, 2])
         out = numpy(layer(x, classes))
-        kernels, biases = [numpy(k) for k in layer.kernels], [numpy(b) for b in layer.biases]
+        kernels, biases = numpy(layer.kernel), numpy(layer.bias)
         expected = np.stack([np.tanh(x[i] @ kernels[c] + biases[c]) for i, c in enumerate(classes)])
         np.testing.assert_allclose(out, expected, atol=1e-4)
         everyone = numpy(layer.call_all(np.repeat(x[:, None], 5, axis=1)))
@@ -379,8 +380,26 @@ class TestClassConditional:
     def test_every_class_starts_with_its_own_weights(self, make):
         layer = make()
         layer.build((None, 3) if isinstance(layer, layers.ClassDense) else (None, 4, 4, 3))
-        kernels = [numpy(k) for k in layer.kernels]
+        kernels = numpy(layer.kernel)
         assert min(np.abs(a - b).max() for i, a in enumerate(kernels) for b in kernels[i + 1 :]) > 1e-3
+
+    def test_apply_by_class_gives_each_row_its_own_class_on_a_grid_not_every_class(self):
+        shapes = []
+
+        def call_all(grid):  # class k multiplies by k + 1
+            shapes.append(tuple(grid.shape))
+            return grid * keras.ops.reshape(keras.ops.arange(1, 11, dtype="float32"), (1, 10, 1))
+
+        x = RNG.normal(size=(40, 3)).astype(np.float32)
+        balanced = np.tile(np.arange(10), 4)
+        RNG.shuffle(balanced)
+        out = numpy(class_conditional.apply_by_class(call_all, x, balanced, 10))
+        np.testing.assert_allclose(out, x * (balanced[:, None] + 1), rtol=1e-6)
+        # Four rows per class: four grid rows where shapes follow the data, a bound under XLA; never all 40.
+        assert shapes[0][0] in (4, class_conditional.static_capacity(40, 10)) and shapes[0][0] < 40
+        # One class fuller than any bound: still exact.
+        out = numpy(class_conditional.apply_by_class(call_all, x, np.full(40, 3), 10))
+        np.testing.assert_allclose(out, x * 4, rtol=1e-6)
 
     def test_class_conv2d_transpose_matches_a_loop(self):
         layer = layers.ClassConv2DTranspose(3, 2, kernel_size=5, strides=2, activation="sigmoid")
@@ -392,6 +411,6 @@ class TestClassConditional:
         plain = keras.layers.Conv2DTranspose(2, 5, strides=2, padding="same", activation="sigmoid")
         plain.build((None, 4, 4, 3))
         for i, c in enumerate(classes):
-            plain.kernel.assign(layer.kernels[c])
-            plain.bias.assign(layer.biases[c])
+            plain.kernel.assign(numpy(layer.kernel)[c])
+            plain.bias.assign(numpy(layer.bias)[c])
             np.testing.assert_allclose(out[i], numpy(plain(x[i : i + 1]))[0], atol=1e-5)

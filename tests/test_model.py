@@ -249,7 +249,7 @@ def test_each_example_uses_its_own_class_decoder():
 def test_shared_decoder_ablation():
     model = tiny_ace(symmetry=None, per_class_decoders=False)
     model.build()
-    assert len(model.auto_encoder.decoder_output.kernels) == 1
+    assert model.auto_encoder.decoder_output.kernel.shape[0] == 1
     z = RNG.normal(size=(3, 1)).astype(np.float32)
     same = keras.ops.convert_to_numpy(model.auto_encoder.decode(z, np.asarray([0, 5, 9])))
     np.testing.assert_allclose(same, model.latent_grid(7, z), atol=1e-6)
@@ -272,9 +272,9 @@ def blob_model(image_shape=(16, 16, 1), symmetry="spatial", colour=(1.0,), sprea
     model.build()
     blob = 0.001 + centred_blob(*image_shape[:2], spread)[:, :, None] * np.asarray(colour)  # (H, W, C)
     logits = np.log(blob / (1 - blob)).reshape(-1).astype(np.float32)
-    for kernel, bias in zip(model.auto_encoder.decoder_output.kernels, model.auto_encoder.decoder_output.biases):
-        kernel.assign(np.zeros(kernel.shape, np.float32))
-        bias.assign(logits)
+    output = model.auto_encoder.decoder_output
+    output.kernel.assign(np.zeros(output.kernel.shape, np.float32))
+    output.bias.assign(np.broadcast_to(logits, output.bias.shape))
     return model
 
 

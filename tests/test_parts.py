@@ -1,8 +1,11 @@
 """The three parts of Figure 5 as Models of their own, and files saved by keras_ace 0.1."""
 
 import ast
+import io
 import os
+import zipfile
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import keras_ace
 from keras_ace import AutoEncoder
 from keras_ace import Classifier
 from keras_ace import SymmetryStatisticsNet
+from keras_ace import backend_ops
 from keras_ace.models import legacy
 from tests.helpers import numpy
 from tests.helpers import save_and_reload
@@ -150,14 +154,19 @@ def test_ace_summary_reads_like_figure_5():
 # Slow: the same outputs to 1e-4 on TensorFlow once; the quick suite converts a 0.1 file
 # on every backend too (tests/test_cli.py::test_convert_rewrites_a_0_1_file).
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dense_spatial", "conv_spatial_color"])
-def test_a_0_1_file_says_so_and_converts_to_the_same_model(name, tmp_path):
-    old = os.path.join(DATA, f"legacy_{name}.keras")
-    with pytest.raises(ValueError, match=r"saved by keras_ace 0\.1.*python -m keras_ace convert"):
+@pytest.mark.parametrize("saved_by, file", [
+    (r"keras_ace 0\.1", "legacy_dense_spatial"),
+    (r"keras_ace 0\.1", "legacy_conv_spatial_color"),
+    (r"keras_ace 0\.2 or 0\.3", "layout2_dense_spatial"),
+    (r"keras_ace 0\.2 or 0\.3", "layout2_conv_spatial_color"),
+])
+def test_an_old_file_says_so_and_converts_to_the_same_model(saved_by, file, tmp_path):
+    old = os.path.join(DATA, f"{file}.keras")
+    with pytest.raises(ValueError, match=rf"saved by {saved_by}.*python -m keras_ace convert"):
         keras.saving.load_model(old)
     legacy.convert(old, tmp_path / "new.keras")
     model = keras.saving.load_model(tmp_path / "new.keras")
-    expected = np.load(os.path.join(DATA, f"legacy_{name}.npz"))
+    expected = np.load(os.path.join(DATA, f"{file}.npz"))
     x = expected["x"]
     # Saved on TensorFlow; other backends agree to float32 rounding.
     np.testing.assert_allclose(model.reconstruct(x), expected["reconstruct"], atol=1e-4)
@@ -165,6 +174,16 @@ def test_a_0_1_file_says_so_and_converts_to_the_same_model(name, tmp_path):
     np.testing.assert_allclose(model.symmetry_statistics(x)["theta"], expected["theta"], atol=1e-5)
     assert int(numpy(model.optimizer.iterations)) == int(expected["iterations"])
     assert model.symmetry_net.frame_prior.is_fitted
+    # The decoders' Adam moments, one variable per class in the file (momentum and velocity
+    # interleaved, Keras' order), stacked like the kernel.
+    kernel = model.auto_encoder.decoder_output.kernel
+    with zipfile.ZipFile(old) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+        saved = weights["optimizer"]["vars"]
+        per_class = [np.asarray(saved[k]) for k in sorted(saved, key=int) if saved[k].shape == tuple(kernel.shape[1:])]
+    momentum, velocity = backend_ops.adam_moments(model.optimizer, kernel)
+    np.testing.assert_array_equal(numpy(momentum), np.stack(per_class[0::2]))
+    np.testing.assert_array_equal(numpy(velocity), np.stack(per_class[1::2]))
+    assert np.abs(numpy(momentum)).max() > 0
     # It trains on from the converted optimizer state.
     x_train, y_train = tiny_data(16, model.image_shape)
     model.fit(x_train, y_train, batch_size=8, epochs=1, verbose=0)

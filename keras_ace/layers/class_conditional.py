@@ -1,15 +1,26 @@
-"""Layers with a separate set of weights for every class: the ACE's per-class decoders."""
+"""Layers with a separate set of weights for every class: the ACE's per-class decoders.
+
+Each layer keeps one stacked weight per kind, `kernel` (K, ...) and `bias` (K, units).
+`call_all` runs every class on its own column of a (N, K, ...) input, one batched
+product for all classes; `apply_by_class` turns that into "each row through its own
+class's weights" by laying the rows out in a (capacity, K, ...) grid, so the classes
+together cost about what one layer on the whole batch does, on every backend alike.
+"""
+
+import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_ace import backend_ops
 from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import PaperConvUniform
 
-# Largest kernel (in x out) for which a per-example kernel gather is cheaper than
-# running every class; 2**17 floats x batch 250 is 128 MB.
-MAX_GATHERED_KERNEL = 2**17
+# Where shapes are fixed when compiled (JAX), a class's column of the grid holds the mean
+# row count of a class plus this many standard deviations (batch 250, 10 classes: 45
+# rows of 25 expected); a batch with a fuller class computes every class on every row.
+CAPACITY_DEVIATIONS = 4
 
 
 def class_initializer(initializer, class_id):
@@ -26,8 +37,70 @@ def class_initializer(initializer, class_id):
     return type(initializer).from_config(config)
 
 
+def stacked_initializer(initializer, num_classes):
+    """Initialises a (K, ...) weight class by class: each slice as `initializer` would one class's weight.
+
+    Applied to the stacked shape, Keras' fan-based initialisers would count the classes
+    into the fan-in.
+    """
+
+    def initialize(shape, dtype=None):
+        return ops.stack([class_initializer(initializer, c)(shape[1:], dtype=dtype) for c in range(num_classes)])
+
+    return initialize
+
+
+def static_capacity(batch, num_classes):
+    """Rows per class in `apply_by_class`'s grid where shapes are fixed when compiled."""
+    mean = batch / num_classes
+    return min(batch, math.ceil(mean + CAPACITY_DEVIATIONS * math.sqrt(mean)))
+
+
+def apply_by_class(call_all, x, class_ids, num_classes):
+    """Each row through its own class: `out[i] = call_all(grid)[slot of row i]`.
+
+    Row `i` goes to slot `(p_i, class_ids[i])` of a (capacity, K, ...) grid, `p_i` its place
+    among its class's rows; `call_all` runs class `k` on column `k` (one batched product
+    per layer), and each row's output is read back from its slot. Where shapes may
+    depend on the data (TensorFlow without XLA, PyTorch) the capacity is the fullest
+    class's count; under XLA (JAX) it is fixed by `static_capacity`, and a batch with a
+    fuller class runs every class on every row (each row in a grid row of its own).
+
+    Args:
+        call_all: `(N, K, ...) -> (N, K, ...)`, class `k` on column `k`, row-wise.
+        x: (B, ...) inputs.
+        class_ids: (B,) integer classes in [0, num_classes).
+        num_classes: the number of classes K.
+
+    Returns:
+        (B, ...) outputs of `call_all`.
+    """
+    class_ids = ops.cast(class_ids, "int32")
+    one_hot = ops.one_hot(class_ids, num_classes, dtype="int32")  # (B, K)
+    place = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)  # (B,)
+
+    def in_grid(place, capacity):
+        slot = place * num_classes + class_ids  # (B,)
+        # The row in each slot; an empty slot takes row 0, and its output is never read.
+        rows = ops.scatter(ops.expand_dims(slot, 1), ops.arange(ops.shape(x)[0], dtype="int32"), (capacity * num_classes,))
+        grid = ops.reshape(ops.take(x, rows, axis=0), (-1, num_classes, *x.shape[1:]))  # (capacity, K, ...)
+        out = call_all(grid)  # (capacity, K, ...)
+        return ops.take(ops.reshape(out, (-1, *out.shape[2:])), slot, axis=0)  # (B, ...)
+
+    if backend_ops.uses_dynamic_shapes():
+        return in_grid(place, backend_ops.dynamic_size(ops.max(place) + 1))
+    batch = x.shape[0]
+    capacity = static_capacity(batch, num_classes)
+    every_row = ops.arange(batch, dtype="int32")
+    return ops.cond(ops.max(place) < capacity, lambda: in_grid(place, capacity), lambda: in_grid(every_row, batch))
+
+
 class ClassConditional(keras.layers.Layer):
-    """Base class: `call(x, class_ids)` uses class `class_ids[i]`'s weights for row `i`."""
+    """Base class: `call(x, class_ids)` uses class `class_ids[i]`'s weights for row `i`.
+
+    Subclasses create `kernel` (K, ...) and `bias` (K, units) with `add_class_weights`
+    and define `call_all`.
+    """
 
     def __init__(self, num_classes, activation=None, **kwargs):
         super().__init__(**kwargs)
@@ -35,44 +108,36 @@ class ClassConditional(keras.layers.Layer):
             raise ValueError(f"num_classes must be positive. Received: num_classes={num_classes}")
         self.num_classes = int(num_classes)
         self.activation = keras.activations.get(activation)
-        # tf.dynamic_partition has dynamic shapes, which XLA cannot compile.
+        # Data-dependent shapes (`apply_by_class` on TensorFlow) cannot be compiled by XLA.
         self.supports_jit = not backend_ops.uses_dynamic_shapes()
 
     def add_class_weights(self, kernel_shape, kernel_initializer, units):
-        """One kernel and one bias variable per class.
+        """`kernel` (K, *kernel_shape), each class drawn as `kernel_initializer` draws one, and `bias` (K, units)."""
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.num_classes, *kernel_shape),
+            initializer=stacked_initializer(kernel_initializer, self.num_classes),
+        )
+        self.bias = self.add_weight(name="bias", shape=(self.num_classes, units), initializer="zeros")
 
-        Separate variables rather than one stacked tensor: each class's gradient is then
-        a dense tensor of its own size, where slicing a stacked variable would make every
-        class write a gradient the size of all of them (5x slower on TensorFlow).
-        """
-        self.kernels = [
-            self.add_weight(name=f"kernel_{c}", shape=kernel_shape, initializer=class_initializer(kernel_initializer, c))
-            for c in range(self.num_classes)
-        ]
-        self.biases = [
-            self.add_weight(name=f"bias_{c}", shape=(units,), initializer="zeros") for c in range(self.num_classes)
-        ]
-
-    @property
-    def kernel(self):
-        """All classes' kernels stacked: (K, ...)."""
-        return ops.stack([k.value for k in self.kernels])
-
-    @property
-    def bias(self):
-        """All classes' biases stacked: (K, units)."""
-        return ops.stack([b.value for b in self.biases])
-
-    def apply_class(self, x, c):
-        """The layer for one class `c` (a Python int) on rows `x`, before the activation."""
+    def call_all(self, x):
+        """Every class on its own column: x (N, K, ...) -> (N, K, ...)."""
         raise NotImplementedError
 
     def call(self, x, class_ids):
-        return self.activation(backend_ops.per_class_apply(self.apply_class, x, class_ids, self.num_classes))
+        return apply_by_class(self.call_all, x, class_ids, self.num_classes)
 
-    def call_all(self, x):
-        """Every class on its own rows: x (B, K, ...) -> (B, K, ...)."""
-        return self.activation(ops.stack([self.apply_class(x[:, c], c) for c in range(self.num_classes)], axis=1))
+    def load_own_variables(self, store):
+        """Loads this layout or keras_ace 0.3's, which kept one variable per class (`kernel_0`, ..., `bias_0`, ...)."""
+        per_class = (
+            self.built and len(store.keys()) == 2 * self.num_classes and np.shape(store["0"]) != tuple(self.kernel.shape)
+        )
+        if not per_class:
+            super().load_own_variables(store)  # today's layout, or Keras' own message
+            return
+        values = [np.asarray(store[str(i)]) for i in range(2 * self.num_classes)]
+        self.kernel.assign(np.reshape(np.stack(values[: self.num_classes]), self.kernel.shape))
+        self.bias.assign(np.reshape(np.stack(values[self.num_classes :]), self.bias.shape))
 
     def get_config(self):
         return {
@@ -101,7 +166,8 @@ class ClassDense(ClassConditional):
 
     Example:
     >>> layer = ClassDense(10, 4)
-    >>> y = layer(np.ones((3, 2), "float32"), np.array([0, 9, 9]))  # doctest: +SKIP
+    >>> layer(np.ones((3, 2), "float32"), np.array([0, 9, 9])).shape
+    (3, 4)
     """
 
     def __init__(self, num_classes, units, activation=None, kernel_initializer="glorot_uniform", **kwargs):
@@ -114,21 +180,10 @@ class ClassDense(ClassConditional):
     def build(self, input_shape):
         if len(input_shape) != 2:
             raise ValueError(f"ClassDense expects inputs of shape (batch, features). Received: shape={tuple(input_shape)}")
-        self.input_dim = input_shape[-1]
-        self.add_class_weights((self.input_dim, self.units), self.kernel_initializer, self.units)
-
-    def apply_class(self, x, c):
-        return ops.matmul(x, self.kernels[c]) + self.biases[c]
-
-    def call(self, x, class_ids):
-        if self.input_dim * self.units <= MAX_GATHERED_KERNEL:
-            class_ids = ops.cast(class_ids, "int32")
-            kernels = ops.take(self.kernel, class_ids, axis=0)  # (B, in, units)
-            return self.activation(ops.einsum("bi,biu->bu", x, kernels) + ops.take(self.bias, class_ids, axis=0))
-        return super().call(x, class_ids)
+        self.add_class_weights((input_shape[-1], self.units), self.kernel_initializer, self.units)
 
     def call_all(self, x):
-        return self.activation(ops.einsum("bki,kiu->bku", x, self.kernel) + self.bias)
+        return self.activation(ops.einsum("nki,kiu->nku", x, self.kernel) + self.bias)
 
     def compute_output_shape(self, input_shape, class_ids_shape=None):
         return (input_shape[0], self.units)
@@ -178,8 +233,16 @@ class ClassConv2DTranspose(ClassConditional):
         shape = (k, k, self.filters, input_shape[-1])
         self.add_class_weights(shape, PaperConvUniform(transposed=True), self.filters)
 
-    def apply_class(self, x, c):
-        return ops.conv_transpose(x, self.kernels[c], strides=self.strides, padding="same") + self.biases[c]
+    def call_all(self, x):
+        # One convolution per class on its column; unstacked, each class's kernel gradient
+        # is its own slice of one stacked gradient.
+        kernels = ops.unstack(ops.convert_to_tensor(self.kernel))
+        biases = ops.unstack(ops.convert_to_tensor(self.bias))
+        columns = [
+            ops.conv_transpose(x[:, c], kernels[c], strides=self.strides, padding="same") + biases[c]
+            for c in range(self.num_classes)
+        ]
+        return self.activation(ops.stack(columns, axis=1))
 
     def compute_output_shape(self, input_shape, class_ids_shape=None):
         b, h, w, _ = input_shape

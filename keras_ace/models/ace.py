@@ -38,8 +38,9 @@ BATCH_SIZE = 250
 # stay small (CIFAR-10: 120 MB).
 ESTIMATE_ROWS = 1000
 # The weight layout of saved files: 2 since the three parts of Figure 5 are Models of
-# their own (0.1 files have none: `keras_ace.models.legacy` converts them).
-LAYOUT = 2
+# their own (0.1 files have none), 3 since each per-class layer holds one stacked kernel
+# and bias (0.4); `keras_ace.models.legacy` converts older files.
+LAYOUT = 3
 
 
 def bernoulli_nll(x, probabilities):
@@ -474,9 +475,11 @@ class ACE(GenerationAndControl, keras.Model):
     @classmethod
     def from_config(cls, config):
         config = {**BEFORE_0_3, **config}
-        if config.pop("layout", 1) != LAYOUT:
+        layout = config.pop("layout", 1)
+        if layout != LAYOUT:
+            saved_by = {1: "keras_ace 0.1 (weights under its old names)", 2: "keras_ace 0.2 or 0.3 (one variable per class)"}
             raise ValueError(
-                "This .keras file was saved by keras_ace 0.1 (weights under its old names); convert it once: "
+                f"This .keras file was saved by {saved_by.get(layout, f'layout {layout}')}; convert it once: "
                 "python -m keras_ace convert OLD.keras NEW.keras"
             )
         return cls(**config)

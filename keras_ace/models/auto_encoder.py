@@ -8,6 +8,7 @@ from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
 from keras_ace.layers.class_conditional import ClassConv2DTranspose
 from keras_ace.layers.class_conditional import ClassDense
+from keras_ace.layers.class_conditional import apply_by_class
 from keras_ace.layers.gibbs_sampler import GibbsSampler
 from keras_ace.models.blocks import build_chain
 from keras_ace.models.blocks import check_choice
@@ -166,27 +167,34 @@ class AutoEncoder(keras.Model):
         return loc + self.latent_sampler.scale(log_scale) * noise
 
     def decode(self, z, class_ids):
-        """Each row's class decoder on its latents: z (B, L), class_ids (B,) -> (B, H, W, C)."""
+        """Each row's class decoder on its latents: z (B, L), class_ids (B,) -> (B, H, W, C).
+
+        The rows are grouped by class once for the whole decoder (`apply_by_class`), so
+        each row costs one decoder, not K.
+        """
         if not self.per_class_decoders:
-            class_ids = ops.zeros_like(class_ids)
-        out = self.decoder_output(self.decoder_hidden(z, class_ids), class_ids)
-        if not self.decoder_deconvs:
-            return ops.reshape(out, (-1, *self.image_shape))
-        out = ops.reshape(out, (-1, *self.feature_shape))
-        for deconv in self.decoder_deconvs:
-            out = deconv(out, class_ids)
-        return out
+            return self.decode_all(ops.expand_dims(z, 1))[:, 0]
+        return apply_by_class(self._decode_columns, z, class_ids, self.num_classes)
 
     def decode_all(self, z):
-        """Every class's decoder on its own latents: z (B, K, L) -> (B, K, H, W, C)."""
+        """Every class's decoder on its own latents: z (B, K, L) -> (B, K, H, W, C).
+
+        With one shared decoder (`per_class_decoders=False`) any number of columns.
+        """
         if not self.per_class_decoders:
-            rows = ops.reshape(z, (-1, self.latent_dim))
-            out = self.decode(rows, ops.zeros((ops.shape(rows)[0],), "int32"))
-            return ops.reshape(out, (-1, self.num_classes, *self.image_shape))
+            columns = ops.shape(z)[1]
+            out = self._decode_columns(ops.reshape(z, (-1, 1, self.latent_dim)))
+            return ops.reshape(out, (-1, columns, *self.image_shape))
+        return self._decode_columns(z)
+
+    def _decode_columns(self, z):
+        """Decoder `k` on column `k`: z (N, D, L) -> (N, D, H, W, C), D the number of decoders."""
+        self.build()  # `call_all` is not `__call__`: the decoders are not built on first use
         out = self.decoder_output.call_all(self.decoder_hidden.call_all(z))
+        columns = out.shape[1]
         if not self.decoder_deconvs:
-            return ops.reshape(out, (-1, self.num_classes, *self.image_shape))
-        out = ops.reshape(out, (-1, self.num_classes, *self.feature_shape))
+            return ops.reshape(out, (-1, columns, *self.image_shape))
+        out = ops.reshape(out, (-1, columns, *self.feature_shape))
         for deconv in self.decoder_deconvs:
             out = deconv.call_all(out)
         return out

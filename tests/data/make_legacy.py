@@ -1,8 +1,11 @@
-"""Tiny ACEs saved by keras_ace 0.1 (one flat Model), with their outputs, for tests/test_parts.py.
+"""Tiny ACEs saved in older layouts, with their outputs, for tests/test_parts.py.
 
-Made once with the code of commit ceacc64, the last 0.1 commit, on TensorFlow:
+Made once on TensorFlow: `legacy_*` (layout 1, keras_ace 0.1, one flat Model) with the
+code of commit ceacc64, the last 0.1 commit; `layout2_*` (keras_ace 0.3, one variable per
+class) with commit 4d4f25b, the last of layout 2:
 
-    git worktree add /tmp/v01 ceacc64 && cd /tmp/v01 && python /path/to/tests/data/make_legacy.py /path/to/tests/data
+    git worktree add /tmp/v01 ceacc64 && cd /tmp/v01 && python /path/to/tests/data/make_legacy.py /path/to/tests/data legacy
+    git worktree add /tmp/v2 4d4f25b && cd /tmp/v2 && python /path/to/tests/data/make_legacy.py /path/to/tests/data layout2
 """
 import sys
 import numpy as np
@@ -10,7 +13,7 @@ import keras
 import keras_ace
 from keras_ace import ACE
 
-out = sys.argv[1]
+out, prefix = sys.argv[1], sys.argv[2]
 TINY = dict(encoder_units=(8, 8), decoder_units=8, classifier_filters=(4, 4, 4), classifier_units=8,
             ssn_filters=(4, 4), ssn_units=8, seed=1)
 rng = np.random.default_rng(0)
@@ -24,9 +27,9 @@ for name, kw in cases.items():
     x = rng.random((32, *kw["image_shape"])).astype(np.float32)
     y = rng.integers(0, 10, 32)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
-    model.save(f"{out}/legacy_{name}.keras")
+    model.save(f"{out}/{prefix}_{name}.keras")
     probe = x[:4]
-    np.savez(f"{out}/legacy_{name}.npz", x=probe, reconstruct=model.reconstruct(probe), classify=model.classify(probe),
+    np.savez(f"{out}/{prefix}_{name}.npz", x=probe, reconstruct=model.reconstruct(probe), classify=model.classify(probe),
              theta=model.symmetry_statistics(probe)["theta"], sample=model.sample(3, 2, seed=5),
              iterations=int(keras.ops.convert_to_numpy(model.optimizer.iterations)))
     print(name, "saved")
