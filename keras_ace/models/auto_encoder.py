@@ -172,6 +172,7 @@ class AutoEncoder(keras.Model):
         The rows are grouped by class once for the whole decoder (`apply_by_class`), so
         each row costs one decoder, not K.
         """
+        self.build()  # before any tracing: `call_all` is not `__call__`, which builds on first use
         if not self.per_class_decoders:
             return self.decode_all(ops.expand_dims(z, 1))[:, 0]
         return apply_by_class(self._decode_columns, z, class_ids, self.num_classes)
@@ -181,6 +182,7 @@ class AutoEncoder(keras.Model):
 
         With one shared decoder (`per_class_decoders=False`) any number of columns.
         """
+        self.build()
         if not self.per_class_decoders:
             columns = ops.shape(z)[1]
             out = self._decode_columns(ops.reshape(z, (-1, 1, self.latent_dim)))
@@ -189,7 +191,6 @@ class AutoEncoder(keras.Model):
 
     def _decode_columns(self, z):
         """Decoder `k` on column `k`: z (N, D, L) -> (N, D, H, W, C), D the number of decoders."""
-        self.build()  # `call_all` is not `__call__`: the decoders are not built on first use
         out = self.decoder_output.call_all(self.decoder_hidden.call_all(z))
         columns = out.shape[1]
         if not self.decoder_deconvs:
