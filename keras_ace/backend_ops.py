@@ -1,5 +1,5 @@
-"""The only backend-specific code of keras_ace: data-dependent sizes, a fused Adam step
-on TensorFlow, a conditional optimizer update, and data parallelism."""
+"""The only backend-specific code of keras_ace: data-dependent sizes, max-pooling, a
+fused Adam step on TensorFlow, a conditional optimizer update, and data parallelism."""
 
 import contextlib
 
@@ -20,6 +20,21 @@ def uses_dynamic_shapes():
 def dynamic_size(n):
     """A data-dependent size `n` (a scalar tensor) as the backend's shapes take it: an int on PyTorch."""
     return int(n) if keras.backend.backend() == "torch" else n
+
+
+def max_pool_2x2(x):
+    """2x2 max-pooling, stride 2, "valid": (B, H, W, C) -> (B, H // 2, W // 2, C).
+
+    JAX: a reshape into windows and a max, whose gradient XLA computes 8x faster on a
+    CPU than that of `max_pool`'s window reduction (batch 250, the classifier's three
+    poolings); TensorFlow and PyTorch: their own pooling kernels (on TensorFlow the
+    reshape is 7x slower).
+    """
+    if keras.backend.backend() != "jax":
+        return ops.max_pool(x, 2, 2, "valid")
+    _, h, w, c = x.shape
+    windows = ops.reshape(x[:, : h // 2 * 2, : w // 2 * 2], (-1, h // 2, 2, w // 2, 2, c))
+    return ops.max(windows, axis=(2, 4))
 
 
 def fused_adam_step(optimizer, gradient, variable, learning_rate):

@@ -361,6 +361,21 @@ class TestPaperConvUniform:
         assert isinstance(reloaded.layers[0].kernel_initializer, PaperConvUniform)
 
 
+class TestMaxPooling2x2:
+    def test_matches_keras_max_pooling_values_and_gradient(self):
+        x = RNG.normal(size=(3, 7, 6, 2)).astype(np.float32)  # odd height: the last row is dropped
+        ours, theirs = layers.MaxPooling2x2(), keras.layers.MaxPooling2D(2)
+        np.testing.assert_array_equal(numpy(ours(x)), numpy(theirs(x)))
+        assert ours.compute_output_shape((None, 7, 6, 2)) == (None, 3, 3, 2)
+        weights = RNG.normal(size=(3, 3, 3, 2)).astype(np.float32)
+        np.testing.assert_allclose(gradient(lambda v: ops.sum(ops.multiply(ours(v), weights)), x),
+                                   gradient(lambda v: ops.sum(ops.multiply(theirs(v), weights)), x), atol=1e-6)
+
+    def test_config_round_trip(self):
+        layer = layers.MaxPooling2x2(name="pool")
+        assert layers.MaxPooling2x2.from_config(layer.get_config()).name == "pool"
+
+
 class TestClassConditional:
     """Each row through its own class's weights, against a plain per-class loop."""
 

@@ -6,6 +6,7 @@ from keras_ace.layers.color_mixing import ColorMixing
 from keras_ace.layers.color_mixing import RowStochastic
 from keras_ace.layers.frame_prior import FramePrior
 from keras_ace.layers.gibbs_sampler import GibbsSampler
+from keras_ace.layers.pooling import MaxPooling2x2
 from keras_ace.layers.spatial_transformer import IDENTITY_THETA
 from keras_ace.layers.spatial_transformer import InverseAffine
 from keras_ace.layers.spatial_transformer import SpatialTransformer

@@ -4,6 +4,7 @@ import keras
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
+from keras_ace.layers.pooling import MaxPooling2x2
 from keras_ace.models.blocks import build_chain
 
 
@@ -63,7 +64,7 @@ class Classifier(keras.Model):
         for i, f in enumerate(self.filters):
             self.hidden_layers += [
                 paper_conv2d(f, 3, name=f"classifier_conv{i}"),
-                keras.layers.MaxPooling2D(2, name=f"classifier_pool{i}"),
+                MaxPooling2x2(name=f"classifier_pool{i}"),
                 keras.layers.Dropout(self.hidden_dropout, name=f"classifier_dropout{i}"),
             ]
         self.hidden_layers += [

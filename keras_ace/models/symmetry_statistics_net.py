@@ -9,6 +9,7 @@ from keras_ace.layers.color_mixing import RowStochastic
 from keras_ace.layers.frame_prior import FramePrior
 from keras_ace.layers.gibbs_sampler import GibbsSampler
 from keras_ace.layers.spatial_transformer import IDENTITY_THETA
+from keras_ace.layers.pooling import MaxPooling2x2
 from keras_ace.models.blocks import build_chain
 from keras_ace.models.blocks import check_choice
 
@@ -91,7 +92,7 @@ class SymmetryStatisticsNet(keras.Model):
         self.hidden_layers = []
         for i, f in enumerate(self.filters):
             self.hidden_layers.append(paper_conv2d(f, self.kernel_size, name=f"ssn_conv{i}"))
-            self.hidden_layers.append(keras.layers.MaxPooling2D(2, name=f"ssn_pool{i}"))
+            self.hidden_layers.append(MaxPooling2x2(name=f"ssn_pool{i}"))
         self.hidden_layers.append(keras.layers.Flatten(name="ssn_flatten"))
         self.hidden_layers.append(keras.layers.Dense(self.units, activation="relu", name="ssn_dense"))
         # Zero kernels: every image starts at u = 0, the identity transform.
