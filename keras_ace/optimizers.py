@@ -1,5 +1,5 @@
-"""Adam as the paper trains with it: fused into one kernel per variable on TensorFlow,
-and never fed a non-finite gradient."""
+"""Adam as the paper trains with it: updated in place on TensorFlow and PyTorch, and
+never fed a non-finite gradient."""
 
 import keras
 from keras import ops
@@ -53,7 +53,7 @@ class EpochDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 @keras_ace_export
 class Adam(keras.optimizers.Adam):
-    """`keras.optimizers.Adam` that skips non-finite steps, fused into one kernel on TensorFlow.
+    """`keras.optimizers.Adam` that skips non-finite steps, updated in place on TensorFlow and PyTorch.
 
     A step whose gradients hold NaN or Inf (a corrupt batch, an overflow) changes
     nothing: not the weights, not Adam's moments, not the iteration count. It is
@@ -61,8 +61,9 @@ class Adam(keras.optimizers.Adam):
     model. `keras_ace.training.StopOnSkippedStep` turns a skipped step into a clean
     stop of `fit`.
 
-    On JAX the train step is compiled and XLA fuses the update anyway; on PyTorch and
-    with `amsgrad=True` the update itself is Keras' own Adam.
+    The same update as Keras' Adam, without its temporaries (`backend_ops.fused_adam_step`);
+    on JAX the train step is compiled and XLA fuses Keras' update anyway, and with
+    `amsgrad=True` the update is Keras' own.
     """
 
     def __init__(self, learning_rate=0.001, **kwargs):

@@ -17,7 +17,7 @@ def numpy_adam(start, grads, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7):
 
 
 def test_adam_matches_the_update_written_out():
-    """The fused TensorFlow kernel, and Keras' update elsewhere, against NumPy."""
+    """The in-place update (TensorFlow, PyTorch) and Keras' (JAX) against NumPy."""
     rng = np.random.default_rng(0)
     start = rng.normal(size=(5, 3)).astype(np.float32)
     grads = [rng.normal(size=(5, 3)).astype(np.float32) for _ in range(4)]

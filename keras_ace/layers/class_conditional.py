@@ -1,10 +1,9 @@
 """Layers with a separate set of weights for every class: the ACE's per-class decoders.
 
 Each layer keeps one stacked weight per kind, `kernel` (K, ...) and `bias` (K, units).
-`call_all` runs every class on its own column of a (N, K, ...) input, one batched
-product for all classes; `apply_by_class` turns that into "each row through its own
-class's weights" by laying the rows out in a (capacity, K, ...) grid, so the classes
-together cost about what one layer on the whole batch does, on every backend alike.
+`apply_by_class` splits a batch into one part per class and `call_parts` runs class
+`k`'s weights on part `k` only, so the K classes together cost about what one layer on
+the whole batch does; `call_all` runs every class on every row of a (N, K, ...) input.
 """
 
 import math
@@ -17,9 +16,9 @@ from keras_ace import backend_ops
 from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import PaperConvUniform
 
-# Where shapes are fixed when compiled (JAX), a class's column of the grid holds the mean
-# row count of a class plus this many standard deviations (batch 250, 10 classes: 45
-# rows of 25 expected); a batch with a fuller class computes every class on every row.
+# Where shapes are fixed when compiled (JAX), each class's part holds the mean row count
+# of a class plus this many standard deviations (batch 250, 10 classes: 45 rows of 25
+# expected); a batch with a fuller class gives every part the whole batch.
 CAPACITY_DEVIATIONS = 4
 
 
@@ -56,50 +55,50 @@ def static_capacity(batch, num_classes):
     return min(batch, math.ceil(mean + CAPACITY_DEVIATIONS * math.sqrt(mean)))
 
 
-def apply_by_class(call_all, x, class_ids, num_classes):
-    """Each row through its own class: `out[i] = call_all(grid)[slot of row i]`.
+def apply_by_class(call_parts, x, class_ids, num_classes):
+    """Each row through its own class: `call_parts` runs class `k` on part `k` of the batch.
 
-    Row `i` goes to slot `(p_i, class_ids[i])` of a (capacity, K, ...) grid, `p_i` its place
-    among its class's rows; `call_all` runs class `k` on column `k` (one batched product
-    per layer), and each row's output is read back from its slot. Where shapes may
-    depend on the data (TensorFlow without XLA, PyTorch) the capacity is the fullest
-    class's count; under XLA (JAX) it is fixed by `static_capacity`, and a batch with a
-    fuller class runs every class on every row (each row in a grid row of its own).
+    Where shapes may depend on the data (TensorFlow without XLA, PyTorch), part `k` is
+    exactly class `k`'s rows (`backend_ops.split_by_class`). Under XLA (JAX) shapes are
+    fixed when compiled: every part holds `static_capacity` rows, class `k`'s and then
+    padding whose outputs are never read, and a batch with a fuller class gives every
+    part the whole batch (exact, K times the work).
 
     Args:
-        call_all: `(N, K, ...) -> (N, K, ...)`, class `k` on column `k`, row-wise.
+        call_parts: `list of K (n_k, ...) -> list of K (n_k, ...)`, class `k` on part `k`, row-wise.
         x: (B, ...) inputs.
         class_ids: (B,) integer classes in [0, num_classes).
         num_classes: the number of classes K.
 
     Returns:
-        (B, ...) outputs of `call_all`.
+        (B, ...) outputs of `call_parts`, in the rows' order.
     """
+    x = ops.convert_to_tensor(x)
     class_ids = ops.cast(class_ids, "int32")
-    one_hot = ops.one_hot(class_ids, num_classes, dtype="int32")  # (B, K)
-    place = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)  # (B,)
-
-    def in_grid(place, capacity):
-        slot = place * num_classes + class_ids  # (B,)
-        # The row in each slot; an empty slot takes row 0, and its output is never read.
-        rows = ops.scatter(ops.expand_dims(slot, 1), ops.arange(ops.shape(x)[0], dtype="int32"), (capacity * num_classes,))
-        grid = ops.reshape(ops.take(x, rows, axis=0), (-1, num_classes, *x.shape[1:]))  # (capacity, K, ...)
-        out = call_all(grid)  # (capacity, K, ...)
-        return ops.take(ops.reshape(out, (-1, *out.shape[2:])), slot, axis=0)  # (B, ...)
-
     if backend_ops.uses_dynamic_shapes():
-        return in_grid(place, backend_ops.dynamic_size(ops.max(place) + 1))
+        parts, join = backend_ops.split_by_class(x, class_ids, num_classes)
+        return join(call_parts(parts))
+    one_hot = ops.one_hot(class_ids, num_classes, dtype="int32")  # (B, K)
+    place = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)  # (B,) among its class's rows
+
+    def in_parts(place, capacity):
+        slot = class_ids * capacity + place  # (B,)
+        # The row in each slot; an empty slot takes row 0, and its output is never read.
+        rows = ops.scatter(ops.expand_dims(slot, 1), ops.arange(ops.shape(x)[0], dtype="int32"), (num_classes * capacity,))
+        parts = [ops.take(x, rows[k * capacity : (k + 1) * capacity], axis=0) for k in range(num_classes)]
+        return ops.take(ops.concatenate(call_parts(parts), axis=0), slot, axis=0)  # (B, ...)
+
     batch = x.shape[0]
     capacity = static_capacity(batch, num_classes)
     every_row = ops.arange(batch, dtype="int32")
-    return ops.cond(ops.max(place) < capacity, lambda: in_grid(place, capacity), lambda: in_grid(every_row, batch))
+    return ops.cond(ops.max(place) < capacity, lambda: in_parts(place, capacity), lambda: in_parts(every_row, batch))
 
 
 class ClassConditional(keras.layers.Layer):
     """Base class: `call(x, class_ids)` uses class `class_ids[i]`'s weights for row `i`.
 
     Subclasses create `kernel` (K, ...) and `bias` (K, units) with `add_class_weights`
-    and define `call_all`.
+    and define `apply_one`.
     """
 
     def __init__(self, num_classes, activation=None, **kwargs):
@@ -120,12 +119,23 @@ class ClassConditional(keras.layers.Layer):
         )
         self.bias = self.add_weight(name="bias", shape=(self.num_classes, units), initializer="zeros")
 
-    def call_all(self, x):
-        """Every class on its own column: x (N, K, ...) -> (N, K, ...)."""
+    def apply_one(self, x, kernel, bias):
+        """One class's layer, before the activation: rows `x` with that class's `kernel` and `bias`."""
         raise NotImplementedError
 
+    def call_parts(self, parts):
+        """Class `k` on part `k`: K arrays (n_k, ...) -> K arrays (n_k, ...)."""
+        # Unstacked, each class's gradient is its own slice of one stacked gradient.
+        kernels = ops.unstack(ops.convert_to_tensor(self.kernel))
+        biases = ops.unstack(ops.convert_to_tensor(self.bias))
+        return [self.activation(self.apply_one(part, kernels[k], biases[k])) for k, part in enumerate(parts)]
+
+    def call_all(self, x):
+        """Every class on its own column: x (N, K, ...) -> (N, K, ...)."""
+        return ops.stack(self.call_parts(ops.unstack(x, axis=1)), axis=1)
+
     def call(self, x, class_ids):
-        return apply_by_class(self.call_all, x, class_ids, self.num_classes)
+        return apply_by_class(self.call_parts, x, class_ids, self.num_classes)
 
     def load_own_variables(self, store):
         """Loads this layout or keras_ace 0.3's, which kept one variable per class (`kernel_0`, ..., `bias_0`, ...)."""
@@ -182,7 +192,11 @@ class ClassDense(ClassConditional):
             raise ValueError(f"ClassDense expects inputs of shape (batch, features). Received: shape={tuple(input_shape)}")
         self.add_class_weights((input_shape[-1], self.units), self.kernel_initializer, self.units)
 
+    def apply_one(self, x, kernel, bias):
+        return ops.matmul(x, kernel) + bias
+
     def call_all(self, x):
+        # One batched product for all classes.
         return self.activation(ops.einsum("nki,kiu->nku", x, self.kernel) + self.bias)
 
     def compute_output_shape(self, input_shape, class_ids_shape=None):
@@ -233,16 +247,8 @@ class ClassConv2DTranspose(ClassConditional):
         shape = (k, k, self.filters, input_shape[-1])
         self.add_class_weights(shape, PaperConvUniform(transposed=True), self.filters)
 
-    def call_all(self, x):
-        # One convolution per class on its column; unstacked, each class's kernel gradient
-        # is its own slice of one stacked gradient.
-        kernels = ops.unstack(ops.convert_to_tensor(self.kernel))
-        biases = ops.unstack(ops.convert_to_tensor(self.bias))
-        columns = [
-            ops.conv_transpose(x[:, c], kernels[c], strides=self.strides, padding="same") + biases[c]
-            for c in range(self.num_classes)
-        ]
-        return self.activation(ops.stack(columns, axis=1))
+    def apply_one(self, x, kernel, bias):
+        return ops.conv_transpose(x, kernel, strides=self.strides, padding="same") + bias
 
     def compute_output_shape(self, input_shape, class_ids_shape=None):
         b, h, w, _ = input_shape

@@ -169,13 +169,13 @@ class AutoEncoder(keras.Model):
     def decode(self, z, class_ids):
         """Each row's class decoder on its latents: z (B, L), class_ids (B,) -> (B, H, W, C).
 
-        The rows are grouped by class once for the whole decoder (`apply_by_class`), so
-        each row costs one decoder, not K.
+        The rows are split by class once for the whole decoder (`apply_by_class`), so each
+        row costs one decoder, not K.
         """
         self.build()  # before any tracing: `call_all` is not `__call__`, which builds on first use
         if not self.per_class_decoders:
             return self.decode_all(ops.expand_dims(z, 1))[:, 0]
-        return apply_by_class(self._decode_columns, z, class_ids, self.num_classes)
+        return apply_by_class(self._decode_parts, z, class_ids, self.num_classes)
 
     def decode_all(self, z):
         """Every class's decoder on its own latents: z (B, K, L) -> (B, K, H, W, C).
@@ -198,6 +198,15 @@ class AutoEncoder(keras.Model):
         out = ops.reshape(out, (-1, columns, *self.feature_shape))
         for deconv in self.decoder_deconvs:
             out = deconv.call_all(out)
+        return out
+
+    def _decode_parts(self, parts):
+        """Decoder `k` on part `k`: K arrays (n_k, L) -> K arrays (n_k, H, W, C)."""
+        out = self.decoder_output.call_parts(self.decoder_hidden.call_parts(parts))
+        shape = self.feature_shape if self.decoder_deconvs else self.image_shape
+        out = [ops.reshape(part, (-1, *shape)) for part in out]
+        for deconv in self.decoder_deconvs:
+            out = deconv.call_parts(out)
         return out
 
     def compute_output_shape(self, input_shape):
