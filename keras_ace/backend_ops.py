@@ -9,6 +9,9 @@ import keras
 from keras import ops
 
 DISTRIBUTIONS = (None, "data_parallel")
+# Elements per piece of PyTorch's in-place Adam: 4 MB temporaries, which the allocator
+# reuses (glibc returns blocks over 32 MB to the system and faults them in again).
+ADAM_PIECE = 2**20
 
 
 def uses_dynamic_shapes():
@@ -80,9 +83,9 @@ def fused_adam_step(optimizer, gradient, variable, learning_rate):
 
     - TensorFlow (no XLA on a CPU): `ResourceApplyAdam`, one kernel; without it the
       update is 17 % of an ACE step.
-    - PyTorch: in-place `mul_`, `addcmul_`, `addcdiv_`, one temporary; a stacked decoder
-      kernel (CIFAR-10: 63 M floats) otherwise pays a fresh 250 MB allocation, page
-      faults included, for every pass.
+    - PyTorch: in-place `mul_`, `addcmul_`, `addcdiv_` on pieces of `ADAM_PIECE`
+      elements, one small temporary each; a stacked decoder kernel (CIFAR-10: 63 M
+      floats) otherwise pays a fresh 250 MB allocation, page faults included, per pass.
 
     Both compute Keras' update: `lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)`, the moments,
     `var -= lr_t m / (sqrt(v) + eps)`.
@@ -100,11 +103,12 @@ def fused_adam_step(optimizer, gradient, variable, learning_rate):
         step = float(ops.convert_to_numpy(optimizer.iterations)) + 1
         beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
         lr_t = float(ops.convert_to_numpy(learning_rate)) * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+        flat = [t.reshape(-1).split(ADAM_PIECE) for t in (variable.value, m.value, v.value, gradient.to(variable.value.dtype))]
         with torch.no_grad():
-            gradient = gradient.to(variable.value.dtype)
-            m.value.mul_(beta_1).add_(gradient, alpha=1 - beta_1)
-            v.value.mul_(beta_2).addcmul_(gradient, gradient, value=1 - beta_2)
-            variable.value.addcdiv_(m.value, v.value.sqrt().add_(optimizer.epsilon), value=-lr_t)
+            for var_piece, m_piece, v_piece, g_piece in zip(*flat):
+                m_piece.mul_(beta_1).add_(g_piece, alpha=1 - beta_1)
+                v_piece.mul_(beta_2).addcmul_(g_piece, g_piece, value=1 - beta_2)
+                var_piece.addcdiv_(m_piece, v_piece.sqrt().add_(optimizer.epsilon), value=-lr_t)
         return True
     import tensorflow as tf
 

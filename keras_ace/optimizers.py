@@ -9,8 +9,14 @@ from keras_ace.api_export import keras_ace_export
 
 
 def all_finite(grads):
-    """True when no gradient holds NaN or Inf (a scalar boolean tensor)."""
-    checks = [ops.all(ops.isfinite(g)) for g in grads if g is not None]
+    """True when no gradient holds NaN or Inf (a scalar boolean tensor).
+
+    A gradient's sum is finite exactly when its elements are (NaN and Inf propagate,
+    +Inf and -Inf give NaN), unless finite elements overflow float32 together, which
+    also calls for skipping: one reduction per gradient, where an element-wise
+    `isfinite` writes a temporary of the gradient's size (PyTorch: three).
+    """
+    checks = [ops.isfinite(ops.sum(g)) for g in grads if g is not None]
     return ops.all(ops.stack(checks)) if checks else ops.convert_to_tensor(True)
 
 
