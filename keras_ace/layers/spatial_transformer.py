@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from keras_ace.api_export import keras_ace_export
+from keras_ace.backend_ops import gather_pixels
 from keras_ace.backend_ops import guard_determinant
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -141,13 +142,12 @@ def resample(images, theta, out_h, out_w, padding="zeros"):
     y0 = ops.floor(y)
     wx = x - x0  # gradients to theta flow through the interpolation weights
     wy = y - y0
-    flat = ops.reshape(images, (-1, channels))  # (B * H * W, C)
-    offset = ops.expand_dims(ops.arange(batch, dtype="int32") * (height * width), 1)  # (B, 1)
+    pixels = ops.reshape(images, (batch, height * width, channels))  # (B, H * W, C)
 
     def corner(yy, xx, weight):
         inside = (xx >= 0) & (xx <= width - 1) & (yy >= 0) & (yy <= height - 1)
         index = ops.cast(ops.clip(yy, 0, height - 1) * width + ops.clip(xx, 0, width - 1), "int32")
-        values = ops.take(flat, offset + index, axis=0)  # (B, P, C)
+        values = gather_pixels(pixels, index)  # (B, P, C)
         weight = ops.where(inside, weight, ops.zeros_like(weight))
         return values * ops.expand_dims(ops.cast(weight, values.dtype), -1)
 
