@@ -50,7 +50,7 @@ def stacked_initializer(initializer, num_classes):
 
 
 def static_capacity(batch, num_classes):
-    """Rows per class in `apply_by_class`'s grid where shapes are fixed when compiled."""
+    """Rows in each class's part in `apply_by_class` where shapes are fixed when compiled."""
     mean = batch / num_classes
     return min(batch, math.ceil(mean + CAPACITY_DEVIATIONS * math.sqrt(mean)))
 
