@@ -1,6 +1,6 @@
-"""The only backend-specific code of keras_ace: splitting a batch by class, gathering
-pixels, max-pooling, a fused Adam step on TensorFlow and PyTorch, a conditional optimizer
-update, and data parallelism."""
+"""The only backend-specific code of keras_ace: splitting a batch by class, a rare
+correction inside a compiled step, gathering pixels, max-pooling, a fused Adam step on
+TensorFlow and PyTorch, a conditional optimizer update, and data parallelism."""
 
 import contextlib
 import math
@@ -58,6 +58,20 @@ def split_by_class(x, class_ids, num_classes):
         return out
 
     return list(torch.split(x[order], counts)), join
+
+
+def correct_if(pred, fn, like):
+    """`fn()` where `pred` holds, else zeros like `like`: a rare correction inside a compiled step.
+
+    On JAX `fn` is rematerialised (`jax.checkpoint`): for the gradient the conditional
+    then keeps `fn`'s inputs, not its activations, which would otherwise be written
+    (as zeros) on every step that does not take it.
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        fn = jax.checkpoint(fn)
+    return ops.cond(pred, fn, lambda: ops.zeros_like(like))
 
 
 def gather_pixels(pixels, index):

@@ -412,9 +412,15 @@ class TestClassConditional:
         np.testing.assert_allclose(out, x * (balanced[:, None] + 1), rtol=1e-6)
         # Four rows per class (TensorFlow adds a zero row), or the bound under XLA; never all 40.
         assert max(sizes[0]) in (4, 5, class_conditional.static_capacity(40, 10))
-        # One class fuller than any bound: still exact.
+        # One class fuller than any bound, alone or beside others: still exact.
         out = numpy(class_conditional.apply_by_class(call_parts, x, np.full(40, 3), 10))
         np.testing.assert_allclose(out, x * 4, rtol=1e-6)
+        mixed = np.concatenate([np.full(30, 3), np.arange(10)])
+        RNG.shuffle(mixed)
+        out = numpy(class_conditional.apply_by_class(call_parts, x, mixed, 10))
+        np.testing.assert_allclose(out, x * (mixed[:, None] + 1), rtol=1e-6)
+        grad = gradient(lambda v: ops.sum(class_conditional.apply_by_class(call_parts, v, mixed, 10)), x)
+        np.testing.assert_allclose(grad, np.broadcast_to(mixed[:, None] + 1.0, x.shape), rtol=1e-6)
 
     def test_class_conv2d_transpose_matches_a_loop(self):
         layer = layers.ClassConv2DTranspose(3, 2, kernel_size=5, strides=2, activation="sigmoid")

@@ -61,8 +61,10 @@ def apply_by_class(call_parts, x, class_ids, num_classes):
     Where shapes may depend on the data (TensorFlow without XLA, PyTorch), part `k` is
     exactly class `k`'s rows (`backend_ops.split_by_class`). Under XLA (JAX) shapes are
     fixed when compiled: every part holds `static_capacity` rows, class `k`'s and then
-    padding whose outputs are never read, and a batch with a fuller class gives every
-    part the whole batch (exact, K times the work).
+    padding whose outputs are never read. The rows of a fuller class beyond that are
+    computed again, every class on every row, in a branch taken only for such a batch
+    (`backend_ops.correct_if`); the parts themselves stay outside the conditional, which
+    XLA:CPU runs 2.5x slower (Figure 4's step: 5.3 s inside, 2.2 s outside).
 
     Args:
         call_parts: `list of K (n_k, ...) -> list of K (n_k, ...)`, class `k` on part `k`, row-wise.
@@ -82,16 +84,25 @@ def apply_by_class(call_parts, x, class_ids, num_classes):
     place = ops.sum((ops.cumsum(one_hot, axis=0) - 1) * one_hot, axis=1)  # (B,) among its class's rows
 
     def in_parts(place, capacity):
-        slot = class_ids * capacity + place  # (B,)
-        # The row in each slot; an empty slot takes row 0, and its output is never read.
-        rows = ops.scatter(ops.expand_dims(slot, 1), ops.arange(ops.shape(x)[0], dtype="int32"), (num_classes * capacity,))
+        fits = place < capacity
+        # A row beyond its part's capacity goes to a spare slot; its output is not used.
+        slot = ops.where(fits, class_ids * capacity + place, num_classes * capacity)  # (B,)
+        rows = ops.scatter(
+            ops.expand_dims(slot, 1), ops.arange(ops.shape(x)[0], dtype="int32"), (num_classes * capacity + 1,)
+        )  # the row in each slot; an empty slot takes row 0, and its output is not used
         parts = [ops.take(x, rows[k * capacity : (k + 1) * capacity], axis=0) for k in range(num_classes)]
-        return ops.take(ops.concatenate(call_parts(parts), axis=0), slot, axis=0)  # (B, ...)
+        out = ops.concatenate(call_parts(parts), axis=0)  # (K * capacity, ...)
+        return ops.take(out, ops.minimum(slot, num_classes * capacity - 1), axis=0)  # (B, ...)
 
     batch = x.shape[0]
     capacity = static_capacity(batch, num_classes)
+    out = in_parts(place, capacity)
+    if capacity >= batch:
+        return out
+    fits = place < capacity
     every_row = ops.arange(batch, dtype="int32")
-    return ops.cond(ops.max(place) < capacity, lambda: in_parts(place, capacity), lambda: in_parts(every_row, batch))
+    fuller = backend_ops.correct_if(ops.logical_not(ops.all(fits)), lambda: in_parts(every_row, batch), out)
+    return ops.where(ops.reshape(fits, (-1,) + (1,) * (len(out.shape) - 1)), out, fuller)
 
 
 class ClassConditional(keras.layers.Layer):
