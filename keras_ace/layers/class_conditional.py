@@ -18,7 +18,8 @@ from keras_ace.initializers import PaperConvUniform
 
 # Where shapes are fixed when compiled (JAX), each class's part holds the mean row count
 # of a class plus this many standard deviations (batch 250, 10 classes: 45 rows of 25
-# expected); a batch with a fuller class gives every part the whole batch.
+# expected); the rows of a fuller class beyond that are computed again, every class on
+# every row, in a branch taken only for such a batch (`apply_by_class`).
 CAPACITY_DEVIATIONS = 4
 
 
