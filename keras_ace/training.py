@@ -32,6 +32,10 @@ class TrainingConfig:
     # Steps per epoch, to turn decay_epochs into steps: training set size / batch_size
     # (`ACE.fit` resets it from the data and batch size it is given).
     steps_per_epoch: int = 240
+    # Keras' `compile` arguments: train steps run per call of the compiled function (fewer
+    # callbacks and host round trips on a fast device), and XLA compilation ("auto": Keras').
+    steps_per_execution: int = 1
+    jit_compile: object = "auto"
 
     @classmethod
     def for_dataset(cls, dataset, **overrides):
@@ -58,7 +62,8 @@ def _check_dataset(dataset):
 def compile_ace(model, training=None, dataset="mnist"):
     """Compiles `model` with Adam and the decay schedule of `training` (a `TrainingConfig`)."""
     training = training or TrainingConfig.for_dataset(dataset)
-    model.compile(optimizer=training.optimizer())
+    model.compile(optimizer=training.optimizer(), steps_per_execution=training.steps_per_execution,
+                  jit_compile=training.jit_compile)
     model.batch_size = training.batch_size
     return model
 
