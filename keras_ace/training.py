@@ -33,7 +33,7 @@ class TrainingConfig:
     # (`ACE.fit` resets it from the data and batch size it is given).
     steps_per_epoch: int = 240
     # Keras' `compile` arguments: train steps run per call of the compiled function (fewer
-    # callbacks and host round trips on a fast device), and XLA compilation ("auto": Keras').
+    # callbacks and host round trips; Keras allows only 1 on PyTorch), and XLA compilation ("auto": Keras').
     steps_per_execution: int = 1
     jit_compile: object = "auto"
 

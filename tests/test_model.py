@@ -189,6 +189,18 @@ class TestConstruction:
         steps, rate = steps_and_rate()
         assert steps == 5 and rate == pytest.approx(start * np.exp(-(5 / 4) / 50), rel=1e-5)  # 4 steps an epoch now
 
+    def test_steps_per_execution_reaches_fit(self):
+        """`TrainingConfig.steps_per_execution` runs several steps per call; every batch is still one step."""
+        x, y = tiny_data(200)
+        model = keras_ace.compile_ace(tiny_ace(), keras_ace.TrainingConfig(steps_per_execution=3))
+        assert model.steps_per_execution == 3
+        if keras.backend.backend() == "torch":
+            with pytest.raises(ValueError, match="steps_per_execution` must be 1 with the PyTorch backend"):
+                model.fit(x, y, epochs=1, verbose=0)  # Keras' own refusal
+            return
+        model.fit(x, y, batch_size=50, epochs=1, verbose=0)  # 4 batches: one call of 3 steps, one of 1
+        assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 4
+
     def test_bad_input_refused_before_training(self):
         model = tiny_ace()
         x, y = tiny_data(8)
