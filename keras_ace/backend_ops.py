@@ -251,7 +251,10 @@ def distribution_scope(distribution=None):
         return
     backend = keras.backend.backend()
     if backend == "jax":
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=keras.distribution.list_devices()))
+        # Over several processes `ACE.fit` shards NumPy data itself (`distributed.process_rows`),
+        # and a data set must be each process's shard: Keras' auto-sharding only takes tf.data.
+        keras.distribution.set_distribution(
+            keras.distribution.DataParallel(devices=keras.distribution.list_devices(), auto_shard_dataset=False))
         yield
     elif backend == "tensorflow":
         import tensorflow as tf

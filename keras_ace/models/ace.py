@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_ace import distributed
 from keras_ace import validation
 from keras_ace.api_export import keras_ace_export
 from keras_ace.backend_ops import scale_loss_for_replicas
@@ -430,10 +431,29 @@ class ACE(GenerationAndControl, keras.Model):
         if len(getattr(x, "shape", ())) == 4:  # arrays, not a data set
             batch_size = batch_size or self.batch_size
             self._count_epochs_in_steps(len(x) * (1.0 - kwargs.get("validation_split", 0.0)), batch_size)
-        history = super().fit(x, y, batch_size, *args, validation_data=validation_data, **kwargs)
-        if self.symmetry is not None and isinstance(x, np.ndarray):
-            self.fit_frame_prior(x[:FRAME_PRIOR_IMAGES])
+        arrays = x
+        if distributed.process_count() > 1:
+            x, y, batch_size, validation_data = self._process_share(x, y, batch_size, validation_data)
+        with distributed.failure_named():
+            history = super().fit(x, y, batch_size, *args, validation_data=validation_data, **kwargs)
+        if self.symmetry is not None and isinstance(arrays, np.ndarray):
+            self.fit_frame_prior(arrays[:FRAME_PRIOR_IMAGES])
         return history
+
+    def _process_share(self, x, y, batch_size, validation_data=None):
+        """Over several processes, this process's rows of each global batch (`distributed.process_rows`).
+
+        Every process holds the whole data as NumPy arrays; a data set (e.g. `tf.data`)
+        must already be this process's shard, batched at the global batch divided by
+        the process count.
+        """
+        if not isinstance(x, np.ndarray):
+            return x, y, batch_size, validation_data
+        rows, share = distributed.process_rows(len(x), batch_size)
+        if isinstance(validation_data, tuple) and isinstance(validation_data[0], np.ndarray):
+            held_out, _ = distributed.process_rows(len(validation_data[0]), batch_size)
+            validation_data = tuple(part[held_out] for part in validation_data)
+        return x[rows], None if y is None else np.asarray(y)[rows], share, validation_data
 
     def _count_epochs_in_steps(self, images, batch_size):
         """Tells an `EpochDecay` learning rate the steps per epoch of this `fit`."""
@@ -445,12 +465,14 @@ class ACE(GenerationAndControl, keras.Model):
             # (Keras' `make_train_function` builds one when none is set).
             self.train_function = None
 
-    def evaluate(self, x=None, y=None, *args, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, also reporting `nll_bound` (nats per image)."""
         self.check_data(x, y)
+        if distributed.process_count() > 1:
+            x, y, batch_size, _ = self._process_share(x, y, batch_size or self.batch_size)
         self._evaluating = True
         try:
-            return super().evaluate(x, y, *args, **kwargs)
+            return super().evaluate(x, y, batch_size, *args, **kwargs)
         finally:
             self._evaluating = False
 
