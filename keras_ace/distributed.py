@@ -145,3 +145,12 @@ def failure_named():
             f"Training stopped in process {process_index()} of {process_count()}: {error}\n"
             f"If another process of this run died, its own log says why."
         ) from error
+
+
+def wait_for_all(name="keras_ace.distributed.wait_for_all"):
+    """Every process waits here until all have come (a no-op in one process)."""
+    if process_count() < 2:
+        return
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)

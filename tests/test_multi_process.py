@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from keras_ace import distributed
+from tests.conftest import requires_mnist
 
 WORKER = """
 import json, os, sys, time
@@ -132,3 +133,27 @@ def test_a_process_that_dies_stops_the_other(tmp_path):
     assert survivor.returncode != 0
     assert "Training stopped in process 0 of 2" in err, err[-3000:]
     assert time.monotonic() - start < 180
+
+
+@pytest.mark.slow
+@pytest.mark.every_backend
+@needs_jax
+@requires_mnist
+def test_figure_script_trains_over_two_processes(tmp_path):
+    """`fig2.py --distribute` in two processes: process 0 writes the figure, process 1 only its backup folder."""
+    from tests.test_reproduce import ROOT
+    from tests.test_reproduce import TINY
+
+    out = tmp_path / "fig2"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{free_port()}",
+           "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    command = [sys.executable, os.path.join(ROOT, "reproduce", "fig2.py"), *TINY, "--panels", "fig2_mnist",
+               "--estimate-samples", "2", "--estimate-images", "10", "--output-dir", str(out), "--distribute"]
+    processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}) for index in range(2)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (_, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    assert "Wrote" in outputs[0][0] and "Wrote" not in outputs[1][0]
+    assert {"fig2.png", "metrics.json", "fig2_mnist.keras"} <= {f.name for f in out.iterdir()}
+    assert not (out / "process_1" / "fig2.png").exists() and (out / "process_1" / "fig2_mnist.keras").exists()

@@ -468,7 +468,8 @@ class ACE(GenerationAndControl, keras.Model):
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, also reporting `nll_bound` (nats per image)."""
         self.check_data(x, y)
-        if distributed.process_count() > 1:
+        # Inside `fit`, Keras validates on the data `fit` already shared out (its cached iterator).
+        if distributed.process_count() > 1 and not kwargs.get("_use_cached_eval_dataset"):
             x, y, batch_size, _ = self._process_share(x, y, batch_size or self.batch_size)
         self._evaluating = True
         try:

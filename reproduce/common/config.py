@@ -88,6 +88,8 @@ class RunConfig:
     judge_train_size: int = None
     overrides: dict = dataclasses.field(default_factory=dict)
     distribution: str = None
+    # One of several processes training together (`keras_ace.distributed`; docs/multi_host.md).
+    distribute: bool = False
     from_models: str = None
     panels: tuple = None  # None: every panel of the figure
 
@@ -117,6 +119,7 @@ class RunConfig:
             data_dir=args.data_dir,
             overrides=overrides,
             distribution=args.distribution,
+            distribute=args.distribute,
             from_models=args.from_models,
             panels=tuple(args.panels) if args.panels else None,
             **mode,
@@ -161,6 +164,10 @@ def add_arguments(parser, figure, panels=()):
     parser.add_argument("--judge-train-size", type=int, help="training images of the judge CNN (default all, quick 12000)")
     parser.add_argument("--overrides", help='JSON of ACE arguments, e.g. \'{"decoder_units": 512}\'')
     parser.add_argument("--distribution", choices=["data_parallel"], help="train on every local device")
+    parser.add_argument("--distribute", action="store_true",
+                        help="this process is one of several training together (JAX; Keras' KERAS_DISTRIBUTION_JOB_ADDRESSES, "
+                        "_NUM_PROCESSES and _PROCESS_ID name the coordinator, the count and this process; process 0 "
+                        "writes the files and measures; docs/multi_host.md)")
     parser.add_argument("--from-models", metavar="DIR", help="redraw the figure from the .keras models in DIR, no training")
     parser.add_argument("--panels", nargs="+", choices=panels or None, metavar="PANEL",
                         help=f"train and draw only these panels (default all: {' '.join(panels)}); "

@@ -9,6 +9,7 @@ from data_tools import files
 from data_tools.pictures import save_annotated_png
 from data_tools.pictures import save_png
 from data_tools.pictures import side_by_side
+from keras_ace import distributed
 from keras_ace.models.presets import PRESETS
 from common.config import QUICK_SKIPPED_DATASETS
 from common.config import RunConfig
@@ -24,6 +25,7 @@ from common.runs import TrainingStopped
 from common.runs import load_panel
 from common.runs import panel_steps
 from common.runs import train_panel
+from common.runs import train_panels_over_processes
 from common.runs import trained_with
 
 
@@ -49,6 +51,10 @@ def run_figure(config, panels, picture):
         print(f"Quick mode leaves out {', '.join(skipped)} (full mode draws it).", flush=True)
     if config.from_models:
         models = [load_panel(p, config.from_models) for p in panels]
+    elif config.distribute:
+        models = train_panels_over_processes(panels, config)
+        if models is None:  # not process 0: it trained its share
+            return None
     else:
         models = [train_panel(p, config) for p in panels]
     png = os.path.join(config.output_dir, f"{config.figure}.png")
@@ -102,9 +108,16 @@ def main(figure, panels, picture, description, argv=None):
 
     parser = add_arguments(argparse.ArgumentParser(description=description), figure, panels)
     config = RunConfig.from_args(figure, parser.parse_args(argv))
+    if config.distribute:
+        try:
+            distributed.initialize()  # first, before any computation; from Keras' KERAS_DISTRIBUTION_* variables
+        except ValueError as error:  # another backend, or a variable missing
+            parser.exit(2, f"{figure}: error: {error}\n")
     try:
         run_figure(config, panels, picture)
     except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
         # Errors of the user's data, folders or run: one line, no traceback.
         parser.exit(2, f"{figure}: error: {error}\n")
+    if config.distribute:
+        distributed.wait_for_all()  # the others wait for process 0's measurements
     return 0

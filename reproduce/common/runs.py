@@ -1,5 +1,6 @@
 """Training a figure panel with resume (or on to more epochs), refusing a folder trained with other settings."""
 
+import dataclasses
 import json
 import math
 import os
@@ -9,6 +10,7 @@ import time
 import keras
 
 from data_tools import files
+from keras_ace import distributed
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.presets import PRESETS
 from keras_ace.training import StopOnSkippedStep
@@ -85,6 +87,25 @@ def train_panel(preset, config, verbose=2):
         write_json(settings, settings_path)  # only now: until saved, the model on disk is the shorter one
     shutil.rmtree(backup, ignore_errors=True)
     return model
+
+
+def train_panels_over_processes(panels, config):
+    """`--distribute`: every process trains each panel with the others; process 0 goes on alone.
+
+    All processes train data-parallel over the devices of all of them (the same global
+    batches as one process). Process 0 writes the run's files; the others keep theirs
+    (backups, for resuming) in `<output_dir>/process_<i>/`. After training the models
+    are loaded again outside the distribution, so that process 0 measures and draws on
+    its own devices; the other processes return None and wait (`distributed.wait_for_all`).
+    """
+    index = distributed.process_index()
+    own = config if index == 0 else dataclasses.replace(config, output_dir=os.path.join(config.output_dir, f"process_{index}"))
+    for preset in panels:
+        train_panel(preset, dataclasses.replace(own, distribution="data_parallel"), verbose=2 if index == 0 else 0)
+    keras.distribution.set_distribution(None)
+    if index != 0:
+        return None
+    return [files.load_model(os.path.join(config.output_dir, f"{preset}.keras")) for preset in panels]
 
 
 class HistoryFile(keras.callbacks.Callback):
