@@ -1,4 +1,4 @@
-"""Command line: `python -m data_tools prepare NAME`, `python -m data_tools preview NAME --out FILE.png`."""
+"""Command line: `python -m data_tools prepare NAME`, `prepare-tfds NAME --tfds-dir DIR`, `preview NAME --out FILE.png`."""
 
 import argparse
 import sys
@@ -30,12 +30,16 @@ def main(argv=None):
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help="load or build a data set into the cache")
     prepare.add_argument("name", choices=datasets.DATASETS)
+    tfds = commands.add_parser("prepare-tfds", help="write a data set in tensorflow-datasets' format (for --tfds-dir)")
+    tfds.add_argument("name", choices=datasets.DATASETS)
+    tfds.add_argument("--tfds-dir", required=True, help="the TFDS data_dir to write into")
+    tfds.add_argument("--size", type=int, help="keep the first N images of each split")
     show = commands.add_parser("preview", help="write a PNG grid of examples with labels")
     show.add_argument("name", choices=datasets.DATASETS)
     show.add_argument("--out", required=True)
     show.add_argument("--split", default="train", choices=datasets.SPLITS)
     show.add_argument("--count", type=int, default=40)
-    for sub in (prepare, show):
+    for sub in (prepare, tfds, show):
         sub.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     from data_tools.sources import DataNotFoundError
@@ -45,6 +49,10 @@ def main(argv=None):
             for split in datasets.SPLITS:
                 images, labels, _ = datasets.load_raw(args.name, split, args.data_dir, progress=True)
                 print(f"{args.name} {split}: {images.shape[0]} images of {images.shape[1:]}")
+        elif args.command == "prepare-tfds":
+            from data_tools import tfds_data
+
+            print(f"Wrote {tfds_data.prepare(args.name, args.tfds_dir, args.data_dir, args.size)}")
         else:
             preview(args.name, args.out, args.split, args.count, args.data_dir)
             print(f"Wrote {args.out}")

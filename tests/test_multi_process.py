@@ -140,20 +140,29 @@ def test_a_process_that_dies_stops_the_other(tmp_path):
 @needs_jax
 @requires_mnist
 def test_figure_script_trains_over_two_processes(tmp_path):
-    """`fig2.py --distribute` in two processes: process 0 writes the figure, process 1 only its backup folder."""
+    """`fig2.py --distribute --tfds-dir` in two processes, each reading its half of a TFDS copy of MNIST.
+
+    Process 0 writes the figure; process 1 only its own folder.
+    """
+    pytest.importorskip("tensorflow_datasets")
+    from data_tools import tfds_data
     from tests.test_reproduce import ROOT
     from tests.test_reproduce import TINY
 
+    tfds_dir = str(tmp_path / "tfds")
+    tfds_data.prepare("mnist", tfds_dir, size=500)
     out = tmp_path / "fig2"
     env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"localhost:{free_port()}",
            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
     command = [sys.executable, os.path.join(ROOT, "reproduce", "fig2.py"), *TINY, "--panels", "fig2_mnist",
-               "--estimate-samples", "2", "--estimate-images", "10", "--output-dir", str(out), "--distribute"]
+               "--estimate-samples", "2", "--estimate-images", "10", "--output-dir", str(out), "--distribute",
+               "--train-size", "500", "--tfds-dir", tfds_dir]
     processes = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(index)}) for index in range(2)]
     outputs = [p.communicate(timeout=600) for p in processes]
     for p, (_, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-3000:]
     assert "Wrote" in outputs[0][0] and "Wrote" not in outputs[1][0]
+    assert "TFDS shard (2 global batches of 250 an epoch)" in outputs[0][0]
     assert {"fig2.png", "metrics.json", "fig2_mnist.keras"} <= {f.name for f in out.iterdir()}
     assert not (out / "process_1" / "fig2.png").exists() and (out / "process_1" / "fig2_mnist.keras").exists()

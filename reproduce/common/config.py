@@ -90,6 +90,8 @@ class RunConfig:
     distribution: str = None
     # One of several processes training together (`keras_ace.distributed`; docs/multi_host.md).
     distribute: bool = False
+    # Training images from a tensorflow-datasets folder (`python -m data_tools prepare-tfds`), each process its shard.
+    tfds_dir: str = None
     from_models: str = None
     panels: tuple = None  # None: every panel of the figure
 
@@ -120,6 +122,7 @@ class RunConfig:
             overrides=overrides,
             distribution=args.distribution,
             distribute=args.distribute,
+            tfds_dir=args.tfds_dir,
             from_models=args.from_models,
             panels=tuple(args.panels) if args.panels else None,
             **mode,
@@ -168,6 +171,9 @@ def add_arguments(parser, figure, panels=()):
                         help="this process is one of several training together (JAX; Keras' KERAS_DISTRIBUTION_JOB_ADDRESSES, "
                         "_NUM_PROCESSES and _PROCESS_ID name the coordinator, the count and this process; process 0 "
                         "writes the files and measures; docs/multi_host.md)")
+    parser.add_argument("--tfds-dir", metavar="DIR",
+                        help="read the training images from this tensorflow-datasets folder (python -m data_tools "
+                        "prepare-tfds), each process only its shard")
     parser.add_argument("--from-models", metavar="DIR", help="redraw the figure from the .keras models in DIR, no training")
     parser.add_argument("--panels", nargs="+", choices=panels or None, metavar="PANEL",
                         help=f"train and draw only these panels (default all: {' '.join(panels)}); "

@@ -10,8 +10,10 @@ import time
 import keras
 
 from data_tools import files
+from data_tools import tfds_data
 from keras_ace import distributed
 from keras_ace.backend_ops import distribution_scope
+from keras_ace.models.generation import FRAME_PRIOR_IMAGES
 from keras_ace.models.presets import PRESETS
 from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TRAIN_SIZES
@@ -52,23 +54,23 @@ def train_panel(preset, config, verbose=2):
         if not os.path.exists(backup) and os.path.exists(history):
             os.remove(history)  # a fresh start: the old history belongs to no model here
         write_json(settings, settings_path)
-    x, y = load_split(dataset, "train", config.train_size, config.data_dir)
+    x, y = training_data(dataset, config)
     x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
-    training = TrainingConfig.for_dataset(dataset, steps_per_epoch=math.ceil(len(x) / TrainingConfig.batch_size))
+    training = TrainingConfig.for_dataset(dataset, steps_per_epoch=training_steps(dataset, config, x))
     keras.utils.set_random_seed(config.seed)
     if lengthened:
         with distribution_scope(config.distribution):
             model = files.load_model(path)
-        print(f"Training {preset} on {len(x)} images from epoch {earlier['epochs']} to {config.epochs}", flush=True)
+        print(f"Training {preset} on {described(x, y, training)} from epoch {earlier['epochs']} to {config.epochs}", flush=True)
     else:
         model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
-        print(f"Training {preset} on {len(x)} images for {config.epochs} epochs", flush=True)
+        print(f"Training {preset} on {described(x, y, training)} for {config.epochs} epochs", flush=True)
     stop = StopOnSkippedStep()
     clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=lengthened or os.path.exists(backup))
     model.fit(
         x,
         y,
-        batch_size=training.batch_size,
+        batch_size=None if y is None else training.batch_size,
         epochs=config.epochs,
         initial_epoch=earlier["epochs"] if lengthened else 0,
         validation_data=(x_test, y_test),
@@ -82,11 +84,35 @@ def train_panel(preset, config, verbose=2):
     )
     if stop.stopped_at is not None:
         raise TrainingStopped(f"{preset}: {stop.message()}")
+    if y is None and model.symmetry is not None:  # a data set: `fit` fits the frame prior only from arrays
+        model.fit_frame_prior(tfds_data.first_images(dataset, "train", config.tfds_dir, FRAME_PRIOR_IMAGES))
     files.save_model(model, path)
     if lengthened:
         write_json(settings, settings_path)  # only now: until saved, the model on disk is the shorter one
     shutil.rmtree(backup, ignore_errors=True)
     return model
+
+
+def training_data(dataset, config):
+    """(images, labels) arrays, or with `config.tfds_dir` (this process's shard as a `tf.data.Dataset`, None)."""
+    if config.tfds_dir is None:
+        return load_split(dataset, "train", config.train_size, config.data_dir)
+    split = "train" if config.train_size is None else f"train[:{config.train_size}]"
+    return tfds_data.load_shard(dataset, split, config.tfds_dir, TrainingConfig.batch_size, shuffle_seed=config.seed), None
+
+
+def described(x, y, training):
+    if y is not None:
+        return f"{len(x)} images"
+    return f"this process's TFDS shard ({training.steps_per_epoch} global batches of {training.batch_size} an epoch)"
+
+
+def training_steps(dataset, config, x):
+    """Steps per epoch: of the arrays at the paper's batch, or of the whole global batches of the TFDS split."""
+    if config.tfds_dir is None:
+        return math.ceil(len(x) / TrainingConfig.batch_size)
+    images = tfds_data.num_examples(dataset, "train", config.tfds_dir)
+    return max(1, min(images, config.train_size or images) // TrainingConfig.batch_size)
 
 
 def train_panels_over_processes(panels, config):
