@@ -398,6 +398,17 @@ class TestClassConditional:
         kernels = numpy(layer.kernel)
         assert min(np.abs(a - b).max() for i, a in enumerate(kernels) for b in kernels[i + 1 :]) > 1e-3
 
+    def test_stacked_initializer_compiles_as_keras_compiles_a_large_distributed_weight(self):
+        """Under a distribution, Keras' JAX backend jits a weight of 250 MB or more through `initializer.__call__`."""
+        init = class_conditional.StackedInitializer(keras.initializers.GlorotUniform(seed=3), 3)
+        eager = numpy(init((3, 4, 5), dtype="float32"))
+        assert eager.shape == (3, 4, 5) and np.abs(eager[0] - eager[1]).max() > 1e-3
+        if keras.backend.backend() == "jax":
+            import jax
+
+            compiled = jax.jit(init.__call__, static_argnames=["shape", "dtype"])(shape=(3, 4, 5), dtype="float32")
+            np.testing.assert_allclose(numpy(compiled), eager, rtol=1e-6)
+
     def test_apply_by_class_gives_each_class_only_a_part_of_the_batch(self):
         sizes = []
 

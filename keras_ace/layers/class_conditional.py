@@ -37,17 +37,20 @@ def class_initializer(initializer, class_id):
     return type(initializer).from_config(config)
 
 
-def stacked_initializer(initializer, num_classes):
+class StackedInitializer(keras.initializers.Initializer):
     """Initialises a (K, ...) weight class by class: each slice as `initializer` would one class's weight.
 
     Applied to the stacked shape, Keras' fan-based initialisers would count the classes
-    into the fan-in.
+    into the fan-in. An `Initializer`, not a function: under a distribution Keras
+    compiles a large variable's initialiser through its bound `__call__`.
     """
 
-    def initialize(shape, dtype=None):
-        return ops.stack([class_initializer(initializer, c)(shape[1:], dtype=dtype) for c in range(num_classes)])
+    def __init__(self, initializer, num_classes):
+        self.initializer = initializer
+        self.num_classes = num_classes
 
-    return initialize
+    def __call__(self, shape, dtype=None):
+        return ops.stack([class_initializer(self.initializer, c)(shape[1:], dtype=dtype) for c in range(self.num_classes)])
 
 
 def static_capacity(batch, num_classes):
@@ -127,7 +130,7 @@ class ClassConditional(keras.layers.Layer):
         self.kernel = self.add_weight(
             name="kernel",
             shape=(self.num_classes, *kernel_shape),
-            initializer=stacked_initializer(kernel_initializer, self.num_classes),
+            initializer=StackedInitializer(kernel_initializer, self.num_classes),
         )
         self.bias = self.add_weight(name="bias", shape=(self.num_classes, units), initializer="zeros")
 
