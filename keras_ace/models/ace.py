@@ -422,6 +422,10 @@ class ACE(GenerationAndControl, keras.Model):
         from is fitted afterwards to the statistics the net infers on (up to
         `FRAME_PRIOR_IMAGES` of) the training images; for other inputs call
         `fit_frame_prior` yourself.
+
+        Over several processes (`keras_ace.distributed`), every process passes the whole
+        arrays and feeds its share of each global batch of `batch_size` rows (validation
+        data too); a data set must already be the process's shard.
         """
         self.check_data(x, y)
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
