@@ -60,6 +60,55 @@ def split_by_class(x, class_ids, num_classes):
     return list(torch.split(x[order], counts)), join
 
 
+def matmul_parts(parts, kernel):
+    """Part `k` times `kernel[k]`: K arrays (n_k, in) and a (K, in, out) kernel -> K arrays (n_k, out).
+
+    Elsewhere the kernel is unstacked, so its gradient is one stacked tensor; PyTorch
+    would build it by concatenating K full-size slices in the backward pass (for
+    CIFAR-10's output layer a 184 MB copy every step), so there each class's kernel
+    gradient is written into its slice of one tensor (`_PartsMatmul`).
+    """
+    if keras.backend.backend() != "torch":
+        return [ops.matmul(part, one) for part, one in zip(parts, ops.unstack(kernel))]
+    parts = [ops.convert_to_tensor(part) for part in parts]
+    return list(_parts_matmul().apply(ops.convert_to_tensor(kernel), *parts))
+
+
+_PARTS_MATMUL = []
+
+
+def _parts_matmul():
+    """The `torch.autograd.Function` of `matmul_parts` (defined when first used: torch is imported only then)."""
+    if _PARTS_MATMUL:
+        return _PARTS_MATMUL[0]
+    import torch
+
+    class PartsMatmul(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, kernel, *parts):
+            ctx.save_for_backward(kernel, *parts)
+            return tuple(part @ kernel[k] for k, part in enumerate(parts))
+
+        @staticmethod
+        def backward(ctx, *grads):
+            kernel, *parts = ctx.saved_tensors
+            grad_kernel = torch.empty_like(kernel) if ctx.needs_input_grad[0] else None
+            grad_parts = []
+            for k, (part, grad) in enumerate(zip(parts, grads)):
+                if grad is None:  # this part's output was not used
+                    if grad_kernel is not None:
+                        grad_kernel[k].zero_()
+                    grad_parts.append(None)
+                    continue
+                if grad_kernel is not None:
+                    torch.mm(part.t(), grad, out=grad_kernel[k])
+                grad_parts.append(grad @ kernel[k].t() if ctx.needs_input_grad[k + 1] else None)
+            return (grad_kernel, *grad_parts)
+
+    _PARTS_MATMUL.append(PartsMatmul)
+    return PartsMatmul
+
+
 def correct_if(pred, fn, like):
     """`fn()` where `pred` holds, else zeros like `like`: a rare correction inside a compiled step.
 

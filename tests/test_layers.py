@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_ace import backend_ops
 from keras_ace import layers
 from keras_ace.initializers import PaperConvUniform
 from keras_ace.layers import class_conditional
@@ -408,6 +409,25 @@ class TestClassConditional:
 
             compiled = jax.jit(init.__call__, static_argnames=["shape", "dtype"])(shape=(3, 4, 5), dtype="float32")
             np.testing.assert_allclose(numpy(compiled), eager, rtol=1e-6)
+
+    def test_matmul_parts_values_and_gradients(self):
+        """Part k times kernel k, and both gradients, against NumPy; one part empty, one part's output unused."""
+        kernel = RNG.normal(size=(4, 3, 5)).astype(np.float32)
+        parts = [RNG.normal(size=(n, 3)).astype(np.float32) for n in (2, 0, 3, 1)]
+        weights = [RNG.normal(size=(len(p), 5)).astype(np.float32) for p in parts]
+        used = [0, 1, 2]  # part 3's product does not reach the loss
+
+        def loss(products):
+            return sum(ops.sum(products[k] * ops.convert_to_tensor(weights[k])) for k in used)
+
+        products = [numpy(p) for p in backend_ops.matmul_parts(parts, kernel)]
+        for part, one, product in zip(parts, kernel, products):
+            np.testing.assert_allclose(product, part @ one, rtol=1e-5, atol=1e-6)
+        grad_kernel = gradient(lambda w: loss(backend_ops.matmul_parts(parts, w)), kernel)
+        expected = np.stack([parts[k].T @ weights[k] if k in used else np.zeros((3, 5), np.float32) for k in range(4)])
+        np.testing.assert_allclose(grad_kernel, expected, rtol=1e-5, atol=1e-6)
+        grad_part = gradient(lambda p: loss(backend_ops.matmul_parts([p, *parts[1:]], kernel)), parts[0])
+        np.testing.assert_allclose(grad_part, weights[0] @ kernel[0].T, rtol=1e-5, atol=1e-6)
 
     def test_apply_by_class_gives_each_class_only_a_part_of_the_batch(self):
         sizes = []

@@ -210,6 +210,13 @@ class ClassDense(ClassConditional):
     def apply_one(self, x, kernel, bias):
         return ops.matmul(x, kernel) + bias
 
+    def call_parts(self, parts):
+        # One product per class (`backend_ops.matmul_parts`: on PyTorch without a copy of
+        # the whole kernel gradient per step).
+        biases = ops.unstack(ops.convert_to_tensor(self.bias))
+        products = backend_ops.matmul_parts(parts, ops.convert_to_tensor(self.kernel))
+        return [self.activation(product + biases[k]) for k, product in enumerate(products)]
+
     def call_all(self, x):
         # One batched product for all classes.
         return self.activation(ops.einsum("nki,kiu->nku", x, self.kernel) + self.bias)
