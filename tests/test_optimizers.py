@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from keras_ace import backend_ops
 from keras_ace.optimizers import Adam
@@ -52,3 +53,14 @@ def test_serialisation():
     optimizer = Adam(learning_rate=0.003)
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert isinstance(restored, Adam) and restored.learning_rate == optimizer.learning_rate
+
+
+def test_pytorch_update_in_pieces_where_the_fused_kernel_is_missing(monkeypatch):
+    """PyTorch: `torch._fused_adam_` above; the in-place passes of a PyTorch without it, the same numbers."""
+    if keras.backend.backend() != "torch":
+        pytest.skip("PyTorch's own Adam kernel")
+    import torch
+
+    assert hasattr(torch, "_fused_adam_"), f"torch {torch.__version__} has no fused Adam kernel"
+    monkeypatch.delattr(torch, "_fused_adam_")
+    test_adam_matches_the_update_written_out()
