@@ -5,14 +5,16 @@ Every process runs the same script. It calls `initialize` first, builds its ACE 
 all processes) and calls `fit` with the whole training set, as one process would: `fit`
 feeds each process its rows of every global batch (`process_rows`), so that the
 processes together train on the batches one process would train on. Only JAX is
-supported (`jax.distributed`, through `keras.distribution.initialize`); TensorFlow's
-`MultiWorkerMirroredStrategy` does not train a Keras 3 model (keras-team/keras#20585).
+supported (`jax.distributed`, joined as `keras.distribution.initialize` joins it, with a
+heartbeat timeout); TensorFlow's `MultiWorkerMirroredStrategy` does not train a Keras 3
+model (keras-team/keras#20585). How to start it on several hosts: docs/multi_host.md.
 
     keras_ace.distributed.initialize("10.0.0.1:1234", num_processes=2, process_id=0)  # 1 on the other host
     model = keras_ace.build_ace("mnist", distribution="data_parallel")
     model.fit(x_train, y_train, epochs=50)       # global batch 250: 125 rows from each process
     if keras_ace.distributed.is_chief():
         model.save("ace.keras")
+    keras_ace.distributed.wait_for_all()
 """
 
 import contextlib
@@ -68,6 +70,8 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, he
         raise ValueError(f"process_id must be in [0, {count}). Received: process_id={index}")
 
     import jax
+    # Keras' private helper (the seed all processes agree on); tests/test_multi_process.py
+    # fails on a Keras that moves it.
     from keras.src.backend.jax.distribution_lib import initialize_rng
 
     # Collectives between the CPU devices of several processes (on GPUs, NCCL is used).
