@@ -95,14 +95,13 @@ def load_shard(name, split, tfds_dir, global_batch=250, process_index=None, proc
         )
     count = distributed.process_count() if process_count is None else process_count
     index = distributed.process_index() if process_index is None else process_index
-    if global_batch % count:
-        raise ValueError(f"The batch size must divide by the number of processes ({count}). Received: global_batch={global_batch}")
+    share = distributed.batch_share(global_batch, count)
     part = tfds.split_for_jax_process(split, process_index=index, process_count=count, drop_remainder=True)
     data = ready.as_dataset(split=part, as_supervised=True, shuffle_files=False)
     if shuffle_seed is not None:
         data = data.shuffle(SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=True)
     data = data.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label), num_parallel_calls=tf.data.AUTOTUNE)
-    return data.batch(global_batch // count, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    return data.batch(share, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def num_examples(name, split, tfds_dir):

@@ -184,19 +184,20 @@ def fused_adam_step(optimizer, gradient, variable, learning_rate):
 
         step = float(ops.convert_to_numpy(optimizer.iterations)) + 1
         beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
-        lr_t = float(ops.convert_to_numpy(learning_rate)) * math.sqrt(1 - beta_2**step) / (1 - beta_1**step)
+        lr = float(ops.convert_to_numpy(learning_rate))
+        correction = math.sqrt(1 - beta_2**step)
         gradient = gradient.to(variable.value.dtype).contiguous()
         fused = getattr(torch, "_fused_adam_", None)  # torch.optim.Adam(fused=True)'s kernel: one pass
         if fused is not None:
             # Keras adds epsilon to sqrt(v), PyTorch to sqrt(v) / sqrt(1 - b2^t): the same update
             # with epsilon scaled by that factor.
-            correction = math.sqrt(1 - beta_2**step)
             with torch.no_grad():
                 fused([variable.value], [gradient], [m.value], [v.value], [],
                       [torch.tensor(step, dtype=torch.float32, device=variable.value.device)],
-                      lr=float(ops.convert_to_numpy(learning_rate)), beta1=beta_1, beta2=beta_2, weight_decay=0.0,
+                      lr=lr, beta1=beta_1, beta2=beta_2, weight_decay=0.0,
                       eps=float(optimizer.epsilon) / correction, amsgrad=False, maximize=False)
             return True
+        lr_t = lr * correction / (1 - beta_1**step)
         flat = [t.reshape(-1).split(ADAM_PIECE) for t in (variable.value, m.value, v.value, gradient)]
         with torch.no_grad():
             for var_piece, m_piece, v_piece, g_piece in zip(*flat):

@@ -105,6 +105,14 @@ def is_chief():
     return process_index() == 0
 
 
+def batch_share(global_batch, count=None):
+    """The rows each of `count` processes (default: all) gives a global batch; it must divide evenly."""
+    count = process_count() if count is None else count
+    if global_batch % count:
+        raise ValueError(f"The batch size must divide by the number of processes ({count}). Received: batch_size={global_batch}")
+    return global_batch // count
+
+
 def process_rows(num_rows, global_batch, count=None, index=None):
     """The rows this process feeds of data that every process holds whole.
 
@@ -119,9 +127,7 @@ def process_rows(num_rows, global_batch, count=None, index=None):
     """
     count = process_count() if count is None else count
     index = process_index() if index is None else index
-    if global_batch % count:
-        raise ValueError(f"The batch size must divide by the number of processes ({count}). Received: batch_size={global_batch}")
-    share = global_batch // count
+    share = batch_share(global_batch, count)
     whole = num_rows // global_batch * global_batch
     rows = np.arange(whole).reshape(-1, count, share)[:, index].reshape(-1)
     rest = num_rows - whole
