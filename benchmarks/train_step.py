@@ -27,6 +27,7 @@ import time
 import keras
 import numpy as np
 
+from keras_ace import runtime
 from keras_ace.layers.class_conditional import CAPACITY_DEVIATIONS as DEFAULT_DEVIATIONS
 
 # Steps per epoch without XLA: each takes seconds (every operation dispatched on its own).
@@ -114,6 +115,9 @@ def time_preset(name, hows, steps, warmup, batch_size, overrides, peak_size):
             "matmul_peak_gflop_per_s": peak / 1e9,
             "fraction_of_peak": flops / step / peak,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            # The process settings of keras_ace.runtime, as this run had them.
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         })
     return runs
 
@@ -140,6 +144,8 @@ def run_isolated(name, args, overrides=None):
 def main():
     from keras_ace.models.presets import PRESETS
 
+    # As the figure scripts run (keras_ace.runtime); `GLIBC_TUNABLES=` (empty) times without.
+    runtime.relaunch_with_huge_pages()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="*", default=sorted(PRESETS))
     parser.add_argument("--how", nargs="*", default=["train_on_batch"],

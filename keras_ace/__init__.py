@@ -1,5 +1,10 @@
 """keras_ace: auto-classifier-encoders with symmetry statistics (Georgiev 2015) on Keras 3."""
 
+from keras_ace import runtime
+
+# Before JAX first computes: XLA reads its flags then (`runtime.configure_xla`).
+runtime.configure_xla()
+
 from keras_ace import distributed
 from keras_ace import initializers
 from keras_ace import layers

@@ -140,14 +140,51 @@ def gather_pixels(pixels, index):
     return ops.take(ops.reshape(pixels, (-1, channels)), offset + index, axis=0)
 
 
+def conv2d(x, kernel, strides, padding):
+    """A 2-D convolution of channels-last images: (B, H, W, C) and (kh, kw, C, F) -> (B, H', W', F).
+
+    PyTorch: Keras' `ops.conv` copies the images to channels-first and back to
+    channels-last memory before convolving, and its output leaves the next layers
+    working on a strided view; here the images are viewed as channels-first tensors in
+    channels-last memory, which PyTorch's oneDNN convolution takes and gives back as they
+    are (no copy either way). Elsewhere `ops.conv`.
+    """
+    if keras.backend.backend() != "torch":
+        return ops.conv(x, kernel, strides=strides, padding=padding)
+    import torch
+
+    x = ops.convert_to_tensor(x)
+    kernel = ops.convert_to_tensor(kernel)
+    strides = tuple(strides) if isinstance(strides, (tuple, list)) else (strides, strides)
+    pad = 0
+    if padding == "same":
+        # As Keras pads: the extra row and column, where the total is odd, at the end.
+        totals = [max(k - s, 0) if size % s == 0 else max(k - size % s, 0)
+                  for k, s, size in zip(kernel.shape[:2], strides, x.shape[1:3])]
+        if all(t % 2 == 0 for t in totals):
+            pad = tuple(t // 2 for t in totals)
+        else:
+            (th, tw) = totals
+            x = torch.nn.functional.pad(x, (0, 0, tw // 2, tw - tw // 2, th // 2, th - th // 2))  # (B, H+, W+, C)
+    images = x.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last memory
+    weights = kernel.permute(3, 2, 0, 1)  # (F, C, kh, kw)
+    return torch.nn.functional.conv2d(images, weights, stride=strides, padding=pad).permute(0, 2, 3, 1)
+
+
 def max_pool_2x2(x):
     """2x2 max-pooling, stride 2, "valid": (B, H, W, C) -> (B, H // 2, W // 2, C).
 
     JAX: a reshape into windows and a max, whose gradient XLA computes 8x faster on a
     CPU than that of `max_pool`'s window reduction (batch 250, the classifier's three
-    poolings); TensorFlow and PyTorch: their own pooling kernels (on TensorFlow the
-    reshape is 7x slower).
+    poolings); TensorFlow: its own pooling kernel (the reshape is 7x slower); PyTorch:
+    its pooling of a channels-first view of channels-last memory (Keras' `max_pool`
+    copies to channels-first and returns a strided view).
     """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        x = ops.convert_to_tensor(x)
+        return torch.nn.functional.max_pool2d(x.permute(0, 3, 1, 2), 2, 2).permute(0, 2, 3, 1)
     if keras.backend.backend() != "jax":
         return ops.max_pool(x, 2, 2, "valid")
     _, h, w, c = x.shape

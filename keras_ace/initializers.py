@@ -61,7 +61,9 @@ class PaperConvUniform(keras.initializers.Initializer):
 
 def paper_conv2d(filters, kernel_size, name, strides=1, activation="relu"):
     """A `same`-padded `Conv2D` initialised as in Appendix A (`PaperConvUniform`)."""
-    return keras.layers.Conv2D(
+    from keras_ace.layers.convolution import Conv2D  # keras_ace.layers imports this module
+
+    return Conv2D(
         filters,
         kernel_size,
         strides=strides,

@@ -377,6 +377,52 @@ class TestMaxPooling2x2:
         assert layers.MaxPooling2x2.from_config(layer.get_config()).name == "pool"
 
 
+class TestConv2D:
+    """keras_ace's Conv2D (PyTorch: no layout copies) against keras.layers.Conv2D with the same weights."""
+
+    @pytest.mark.parametrize("size, kernel, strides, padding", [
+        (9, 3, 1, "same"), (8, 5, 2, "same"), (7, 5, 2, "same"), (9, 4, 1, "same"), (8, 3, 2, "valid"),
+    ])
+    def test_matches_keras_values_and_gradients(self, size, kernel, strides, padding):
+        x = RNG.normal(size=(2, size, size, 3)).astype(np.float32)
+        ours = layers.Conv2D(4, kernel, strides=strides, padding=padding, activation="relu")
+        theirs = keras.layers.Conv2D(4, kernel, strides=strides, padding=padding, activation="relu")
+        ours.build(x.shape)
+        theirs.build(x.shape)
+        theirs.set_weights([RNG.normal(size=w.shape).astype(np.float32) for w in ours.get_weights()])
+        ours.set_weights(theirs.get_weights())
+        expected = numpy(theirs(x))
+        np.testing.assert_allclose(numpy(ours(x)), expected, atol=1e-5)
+        assert ours.compute_output_shape(x.shape) == expected.shape
+        weights = RNG.normal(size=expected.shape).astype(np.float32)
+        np.testing.assert_allclose(gradient(lambda v: ops.sum(ops.multiply(ours(v), weights)), x),
+                                   gradient(lambda v: ops.sum(ops.multiply(theirs(v), weights)), x), atol=1e-4)
+        kernel_value = numpy(theirs.kernel)
+
+        def loss_through(conv):
+            return lambda k: ops.sum(ops.multiply(ops.relu(conv(x, k)), weights))
+
+        np.testing.assert_allclose(
+            gradient(loss_through(lambda v, k: backend_ops.conv2d(v, k, (strides, strides), padding)), kernel_value),
+            gradient(loss_through(lambda v, k: ops.conv(v, k, strides, padding)), kernel_value), atol=1e-4)
+
+    def test_refuses_what_it_does_not_compute(self):
+        with pytest.raises(ValueError, match="channels-last.*Received: data_format='channels_first'"):
+            layers.Conv2D(4, 3, data_format="channels_first")
+        with pytest.raises(ValueError, match="dilation_rate=\\(2, 2\\)"):
+            layers.Conv2D(4, 3, dilation_rate=2)
+
+    def test_config_round_trip_and_reload(self, tmp_path):
+        layer = layers.Conv2D(4, 3, padding="same", name="conv")
+        again = layers.Conv2D.from_config(layer.get_config())
+        assert (again.name, again.filters, again.padding) == ("conv", 4, "same")
+        model = keras.Sequential([keras.Input((6, 6, 1)), layer])
+        x = RNG.normal(size=(2, 6, 6, 1)).astype(np.float32)
+        reloaded = save_and_reload(model, tmp_path)
+        assert isinstance(reloaded.layers[0], layers.Conv2D)
+        np.testing.assert_allclose(numpy(reloaded(x)), numpy(model(x)), atol=1e-6)
+
+
 class TestClassConditional:
     """Each row through its own class's weights, against a plain per-class loop."""
 

@@ -10,6 +10,7 @@ from data_tools.pictures import save_annotated_png
 from data_tools.pictures import save_png
 from data_tools.pictures import side_by_side
 from keras_ace import distributed
+from keras_ace import runtime
 from keras_ace.models.presets import PRESETS
 from common.config import QUICK_SKIPPED_DATASETS
 from common.config import RunConfig
@@ -103,6 +104,7 @@ def main(figure, panels, picture, description, argv=None):
     """The whole command line of a figure script."""
     import argparse
 
+    runtime.relaunch_with_huge_pages()  # first: it starts the process again
     from data_tools.files import DamagedFileError
     from data_tools.sources import DataNotFoundError
 

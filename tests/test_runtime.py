@@ -1,0 +1,67 @@
+"""keras_ace.runtime: the XLA flag set when keras_ace is imported, and the relaunch with huge pages."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import pytest
+
+from keras_ace import runtime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="an XLA flag for JAX")
+class TestConfigureXla:
+    def test_adds_the_flag_after_the_users_own(self, monkeypatch):
+        monkeypatch.setattr(runtime, "_jaxlib_release", lambda: (0, 10))
+        environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+        assert runtime.configure_xla(environ)
+        assert environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {FLAG}"
+
+    def test_keeps_a_users_setting_and_an_unknown_jaxlib_alone(self, monkeypatch):
+        monkeypatch.setattr(runtime, "_jaxlib_release", lambda: (0, 10))
+        own = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
+        assert not runtime.configure_xla(own) and own == {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
+        monkeypatch.setattr(runtime, "_jaxlib_release", lambda: (0, 9))  # XLA would abort on a flag it lacks
+        environ = {}
+        assert not runtime.configure_xla(environ) and environ == {}
+
+    def test_set_in_this_process_when_keras_ace_was_imported(self):
+        assert FLAG in os.environ.get("XLA_FLAGS", "") or runtime._jaxlib_release() not in runtime.YNN_FLAG_JAXLIB
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="the other backends")
+def test_no_xla_flag_on_other_backends():
+    environ = {}
+    assert not runtime.configure_xla(environ) and environ == {}
+
+
+RELAUNCHED = """
+import os, sys
+from keras_ace import runtime
+print("pid", os.getpid(), "tunables", repr(os.environ.get("GLIBC_TUNABLES")), "args", sys.argv[1:], flush=True)
+runtime.relaunch_with_huge_pages()
+"""
+
+
+def run_relaunched(env):
+    result = subprocess.run([sys.executable, "-c", RELAUNCHED, "a", "b c"], capture_output=True, text=True,
+                            cwd=ROOT, env=env, check=True)
+    return [line for line in result.stdout.splitlines() if line.startswith("pid")]
+
+
+@pytest.mark.skipif(not runtime._huge_pages_on_request(), reason="no glibc >= 2.35 with THP on madvise here")
+def test_relaunches_once_with_huge_pages_and_the_same_arguments():
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    first, second = run_relaunched(env)
+    assert first.split()[1] == second.split()[1]  # the same process, started again
+    assert "tunables None" in first and "tunables 'glibc.malloc.hugetlb=1'" in second
+    assert first.endswith("args ['a', 'b c']") and second.endswith("args ['a', 'b c']")
+
+
+def test_a_users_glibc_tunables_turn_the_relaunch_off():
+    (only,) = run_relaunched({**os.environ, "GLIBC_TUNABLES": ""})
+    assert "tunables ''" in only
