@@ -112,15 +112,42 @@ def _parts_matmul():
 def correct_if(pred, fn, like):
     """`fn()` where `pred` holds, else zeros like `like`: a rare correction inside a compiled step.
 
-    On JAX `fn` is rematerialised (`jax.checkpoint`): for the gradient the conditional
-    then keeps `fn`'s inputs, not its activations, which would otherwise be written
-    (as zeros) on every step that does not take it.
+    On JAX the gradient recomputes `fn` in a conditional of its own (a custom VJP), so
+    the forward conditional keeps nothing for it: differentiated as it stands, the
+    conditional would hand its inputs (the decoder's weights: CIFAR10's output kernel is
+    251 MB) or its activations on to the backward pass, written as zeros on every step
+    that does not take it.
     """
-    if keras.backend.backend() == "jax":
-        import jax
+    if keras.backend.backend() != "jax":
+        return ops.cond(pred, fn, lambda: ops.zeros_like(like))
+    import jax
+    import numpy as np
 
-        fn = jax.checkpoint(fn)
-    return ops.cond(pred, fn, lambda: ops.zeros_like(like))
+    zeros = lambda: ops.zeros_like(like)  # noqa: E731
+    call, captured = jax.closure_convert(fn)  # call(*captured) == fn(), with the weights as arguments
+    floating = [jax.numpy.issubdtype(c.dtype, jax.numpy.inexact) for c in captured]
+
+    @jax.custom_vjp
+    def corrected(pred, *captured):
+        return jax.lax.cond(pred, lambda: call(*captured), zeros)
+
+    def forward(pred, *captured):
+        return corrected(pred, *captured), (pred, captured)
+
+    def backward(saved, grad):
+        pred, captured = saved
+
+        def taken():
+            return [g for g, f in zip(jax.vjp(call, *captured)[1](grad), floating) if f]
+
+        def skipped():
+            return [jax.numpy.zeros_like(c) for c, f in zip(captured, floating) if f]
+
+        grads = iter(jax.lax.cond(pred, taken, skipped))
+        return (None, *(next(grads) if f else np.zeros(c.shape, jax.dtypes.float0) for c, f in zip(captured, floating)))
+
+    corrected.defvjp(forward, backward)
+    return corrected(pred, *captured)
 
 
 def gather_pixels(pixels, index):

@@ -498,6 +498,18 @@ class TestClassConditional:
         np.testing.assert_allclose(out, x * (mixed[:, None] + 1), rtol=1e-6)
         grad = gradient(lambda v: ops.sum(class_conditional.apply_by_class(call_parts, v, mixed, 10)), x)
         np.testing.assert_allclose(grad, np.broadcast_to(mixed[:, None] + 1.0, x.shape), rtol=1e-6)
+        # The weights' gradient through the rows beyond a part's capacity (JAX: the correction's own VJP).
+        kernel = RNG.normal(size=(10, 3, 2)).astype(np.float32)
+        weights = RNG.normal(size=(40, 2)).astype(np.float32)
+
+        def loss(w):
+            out = class_conditional.apply_by_class(lambda parts: backend_ops.matmul_parts(parts, w), x, mixed, 10)
+            return ops.sum(ops.multiply(out, ops.convert_to_tensor(weights)))
+
+        expected = np.zeros_like(kernel)
+        for row, c in enumerate(mixed):
+            expected[c] += np.outer(x[row], weights[row])
+        np.testing.assert_allclose(gradient(loss, kernel), expected, rtol=1e-5, atol=1e-5)
 
     def test_class_conv2d_transpose_matches_a_loop(self):
         layer = layers.ClassConv2DTranspose(3, 2, kernel_size=5, strides=2, activation="sigmoid")
