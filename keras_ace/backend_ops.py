@@ -167,17 +167,18 @@ def gather_pixels(pixels, index):
     return ops.take(ops.reshape(pixels, (-1, channels)), offset + index, axis=0)
 
 
-def conv2d(x, kernel, strides, padding):
-    """A 2-D convolution of channels-last images: (B, H, W, C) and (kh, kw, C, F) -> (B, H', W', F).
+def conv2d(x, kernel, strides, padding, bias=None):
+    """A 2-D convolution of channels-last images: (B, H, W, C) and (kh, kw, C, F) -> (B, H', W', F), plus `bias` (F,).
 
     PyTorch: Keras' `ops.conv` copies the images to channels-first and back to
     channels-last memory before convolving, and its output leaves the next layers
     working on a strided view; here the images are viewed as channels-first tensors in
     channels-last memory, which PyTorch's oneDNN convolution takes and gives back as they
-    are (no copy either way). Elsewhere `ops.conv`.
+    are (no copy either way), and adds the bias as it convolves. Elsewhere `ops.conv`.
     """
     if keras.backend.backend() != "torch":
-        return ops.conv(x, kernel, strides=strides, padding=padding)
+        out = ops.conv(x, kernel, strides=strides, padding=padding)
+        return out if bias is None else out + bias
     import torch
 
     x = ops.convert_to_tensor(x)
@@ -195,7 +196,8 @@ def conv2d(x, kernel, strides, padding):
             x = torch.nn.functional.pad(x, (0, 0, tw // 2, tw - tw // 2, th // 2, th - th // 2))  # (B, H+, W+, C)
     images = x.permute(0, 3, 1, 2)  # (B, C, H, W), channels-last memory
     weights = kernel.permute(3, 2, 0, 1)  # (F, C, kh, kw)
-    return torch.nn.functional.conv2d(images, weights, stride=strides, padding=pad).permute(0, 2, 3, 1)
+    bias = None if bias is None else ops.convert_to_tensor(bias)
+    return torch.nn.functional.conv2d(images, weights, bias, stride=strides, padding=pad).permute(0, 2, 3, 1)
 
 
 def max_pool_2x2(x):

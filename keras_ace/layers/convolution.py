@@ -30,3 +30,8 @@ class Conv2D(keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         return backend_ops.conv2d(inputs, kernel, self.strides, self.padding)
+
+    def call(self, inputs):
+        # The bias added by the convolution (PyTorch: inside oneDNN's kernel, no extra pass).
+        outputs = backend_ops.conv2d(inputs, self.kernel, self.strides, self.padding, self.bias if self.use_bias else None)
+        return outputs if self.activation is None else self.activation(outputs)
