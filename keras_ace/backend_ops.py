@@ -200,6 +200,22 @@ def conv2d(x, kernel, strides, padding, bias=None):
     return torch.nn.functional.conv2d(images, weights, bias, stride=strides, padding=pad).permute(0, 2, 3, 1)
 
 
+def dropout(x, rate, seed):
+    """Inverted dropout of `x` at `rate`, drawn from `seed` (a `keras.random.SeedGenerator`).
+
+    PyTorch: a mask from uniform noise (`torch.rand`), where Keras' dropout calls
+    `bernoulli_`, 4x slower on a CPU (43 against 10 ms for 250 x 21 x 21 x 32). Elsewhere
+    `keras.random.dropout`.
+    """
+    if keras.backend.backend() != "torch":
+        return keras.random.dropout(x, rate, seed=seed)
+    import torch
+
+    x = ops.convert_to_tensor(x)
+    kept = keras.random.uniform(x.shape, dtype=x.dtype, seed=seed) >= rate
+    return torch.where(kept, x * (1.0 / (1.0 - rate)), 0.0)
+
+
 def max_pool_2x2(x):
     """2x2 max-pooling, stride 2, "valid": (B, H, W, C) -> (B, H // 2, W // 2, C).
 

@@ -423,6 +423,28 @@ class TestConv2D:
         np.testing.assert_allclose(numpy(reloaded(x)), numpy(model(x)), atol=1e-6)
 
 
+class TestDropout:
+    @pytest.mark.parametrize("rate", [0.2, 0.5])
+    def test_keeps_one_minus_rate_scaled_up_and_passes_the_gradient_through_the_kept(self, rate):
+        layer = layers.Dropout(rate, seed=3)
+        x = RNG.uniform(1.0, 2.0, size=(200, 50)).astype(np.float32)
+        np.testing.assert_array_equal(numpy(layer(x, training=False)), x)
+        out = numpy(layer(x, training=True))
+        kept = out != 0
+        assert abs(kept.mean() - (1 - rate)) < 4 * np.sqrt(rate * (1 - rate) / kept.size)  # 4 standard errors
+        np.testing.assert_allclose(out[kept], x[kept] / (1 - rate), rtol=1e-6)
+        assert not np.array_equal(kept, numpy(layer(x, training=True)) != 0)  # a fresh mask each call
+        seed = keras.random.SeedGenerator(7)
+        grad = gradient(lambda v: ops.sum(backend_ops.dropout(v, rate, seed)), x)
+        assert set(np.unique(np.round(grad, 5))) <= {0.0, round(1 / (1 - rate), 5)}
+        assert abs((grad != 0).mean() - (1 - rate)) < 0.02
+
+    def test_config_round_trip(self):
+        layer = layers.Dropout(0.3, seed=5, name="drop")
+        again = layers.Dropout.from_config(layer.get_config())
+        assert (again.rate, again.seed, again.name) == (0.3, 5, "drop")
+
+
 class TestClassConditional:
     """Each row through its own class's weights, against a plain per-class loop."""
 

@@ -8,7 +8,7 @@ from keras_ace.api_export import keras_ace_export
 
 @keras_ace_export
 class Conv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` (channels last) whose convolution is `backend_ops.conv2d`.
+    """`keras.layers.Conv2D` (channels last) computed by `backend_ops.conv2d`, bias included.
 
     The same layer, weights and results; on PyTorch without Keras' two copies of the
     images between channels-last and channels-first memory around every convolution,
@@ -27,9 +27,6 @@ class Conv2D(keras.layers.Conv2D):
                 "keras_ace's Conv2D takes channels-last images, no dilation and one group. Received: "
                 f"data_format={self.data_format!r}, dilation_rate={self.dilation_rate}, groups={self.groups}"
             )
-
-    def convolution_op(self, inputs, kernel):
-        return backend_ops.conv2d(inputs, kernel, self.strides, self.padding)
 
     def call(self, inputs):
         # The bias added by the convolution (PyTorch: inside oneDNN's kernel, no extra pass).

@@ -4,6 +4,7 @@ import keras
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
+from keras_ace.layers.dropout import Dropout
 from keras_ace.layers.pooling import MaxPooling2x2
 from keras_ace.models.blocks import build_chain
 
@@ -60,17 +61,17 @@ class Classifier(keras.Model):
         self.hidden_layers = []
         if self.input_offset:
             self.hidden_layers.append(keras.layers.Rescaling(1.0, offset=self.input_offset, name="classifier_input_offset"))
-        self.hidden_layers.append(keras.layers.Dropout(self.input_dropout, name="classifier_input_dropout"))
+        self.hidden_layers.append(Dropout(self.input_dropout, name="classifier_input_dropout"))
         for i, f in enumerate(self.filters):
             self.hidden_layers += [
                 paper_conv2d(f, 3, name=f"classifier_conv{i}"),
                 MaxPooling2x2(name=f"classifier_pool{i}"),
-                keras.layers.Dropout(self.hidden_dropout, name=f"classifier_dropout{i}"),
+                Dropout(self.hidden_dropout, name=f"classifier_dropout{i}"),
             ]
         self.hidden_layers += [
             keras.layers.Flatten(name="classifier_flatten"),
             keras.layers.Dense(self.units, activation="relu", name="classifier_dense"),
-            keras.layers.Dropout(self.hidden_dropout, name="classifier_dense_dropout"),
+            Dropout(self.hidden_dropout, name="classifier_dense_dropout"),
         ]
         self.logits = keras.layers.Dense(self.num_classes, name="classifier_logits")
 

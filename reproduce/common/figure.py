@@ -104,7 +104,9 @@ def main(figure, panels, picture, description, argv=None):
     """The whole command line of a figure script."""
     import argparse
 
-    runtime.relaunch_with_huge_pages()  # first: it starts the process again
+    if argv is None:  # this process's own command line (not a test's call): it may be started again
+        runtime.relaunch_with_huge_pages()
+
     from data_tools.files import DamagedFileError
     from data_tools.sources import DataNotFoundError
 
