@@ -9,13 +9,18 @@ import h5py
 import keras
 import numpy as np
 import pytest
+from keras import ops
 
 import keras_ace
 from keras_ace import AutoEncoder
 from keras_ace import Classifier
 from keras_ace import SymmetryStatisticsNet
 from keras_ace import backend_ops
+from keras_ace import layers
 from keras_ace.models import legacy
+from keras_ace.models.blocks import apply_chain
+from keras_ace.models.blocks import build_chain
+from tests.helpers import gradient
 from tests.helpers import numpy
 from tests.helpers import save_and_reload
 from tests.test_model import TINY
@@ -93,6 +98,43 @@ class TestClassifier:
         logits = numpy(box_c(x))
         assert Classifier.from_config(box_c.get_config()).get_config() == box_c.get_config()
         np.testing.assert_allclose(numpy(save_and_reload(box_c, tmp_path)(x)), logits, atol=1e-6)
+
+
+class TestApplyChain:
+    """A monotone convolution followed by pooling pools first: same values and gradients as layer by layer."""
+
+    @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
+    def test_matches_the_layers_one_by_one(self, activation):
+        chain = [
+            layers.Conv2D(3, 3, padding="same", activation=activation),
+            layers.MaxPooling2x2(),
+            layers.Conv2D(4, 3, padding="same", activation=activation),
+            layers.MaxPooling2x2(),
+            keras.layers.Flatten(),
+        ]
+        build_chain(chain, (2, 9, 9, 2))
+        for layer in chain:  # weights of both signs, so that windows are all negative, mixed and positive
+            layer.set_weights([RNG.normal(size=w.shape).astype(np.float32) for w in layer.get_weights()])
+        x = RNG.normal(size=(2, 9, 9, 2)).astype(np.float32)
+
+        def one_by_one(v):
+            for layer in chain:
+                v = layer(v)
+            return v
+
+        expected = numpy(one_by_one(x))
+        if activation == "relu":
+            assert (expected == 0).any()  # some windows all negative
+        np.testing.assert_allclose(numpy(apply_chain(chain, x)), expected, atol=1e-5)
+        weights = RNG.normal(size=expected.shape).astype(np.float32)
+        np.testing.assert_allclose(gradient(lambda v: ops.sum(ops.multiply(apply_chain(chain, v), weights)), x),
+                                   gradient(lambda v: ops.sum(ops.multiply(one_by_one(v), weights)), x), atol=1e-4)
+
+    def test_passes_training_to_dropout_only(self):
+        chain = [layers.Dropout(0.5, seed=1), keras.layers.Flatten()]
+        x = np.ones((4, 3, 3, 1), np.float32)
+        np.testing.assert_array_equal(numpy(apply_chain(chain, x)), x.reshape(4, 9))
+        assert (numpy(apply_chain(chain, x, training=True)) == 0).any()
 
 
 class TestAutoEncoder:

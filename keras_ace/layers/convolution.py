@@ -28,7 +28,8 @@ class Conv2D(keras.layers.Conv2D):
                 f"data_format={self.data_format!r}, dilation_rate={self.dilation_rate}, groups={self.groups}"
             )
 
-    def call(self, inputs):
+    def call(self, inputs, activate=True):
+        """`activate=False`: the convolution without the activation (`blocks.apply_chain` applies it after pooling)."""
         # The bias added by the convolution (PyTorch: inside oneDNN's kernel, no extra pass).
         outputs = backend_ops.conv2d(inputs, self.kernel, self.strides, self.padding, self.bias if self.use_bias else None)
-        return outputs if self.activation is None else self.activation(outputs)
+        return outputs if self.activation is None or not activate else self.activation(outputs)

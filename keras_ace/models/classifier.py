@@ -6,7 +6,7 @@ from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
 from keras_ace.layers.dropout import Dropout
 from keras_ace.layers.pooling import MaxPooling2x2
-from keras_ace.models.blocks import build_chain
+from keras_ace.models.blocks import apply_chain, build_chain
 
 
 @keras_ace_export
@@ -82,10 +82,7 @@ class Classifier(keras.Model):
         self.built = True
 
     def call(self, images, training=False):
-        x = images
-        for layer in self.hidden_layers:
-            x = layer(x, training=training) if isinstance(layer, keras.layers.Dropout) else layer(x)
-        return self.logits(x)
+        return self.logits(apply_chain(self.hidden_layers, images, training=training))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)

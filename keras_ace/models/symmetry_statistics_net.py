@@ -10,7 +10,7 @@ from keras_ace.layers.frame_prior import FramePrior
 from keras_ace.layers.gibbs_sampler import GibbsSampler
 from keras_ace.layers.spatial_transformer import IDENTITY_THETA
 from keras_ace.layers.pooling import MaxPooling2x2
-from keras_ace.models.blocks import build_chain
+from keras_ace.models.blocks import apply_chain, build_chain
 from keras_ace.models.blocks import check_choice
 
 SYMMETRIES = ("spatial", "spatial_color")
@@ -118,9 +118,7 @@ class SymmetryStatisticsNet(keras.Model):
         self.built = True
 
     def call(self, images, training=False):
-        hidden = images
-        for layer in self.hidden_layers:
-            hidden = layer(hidden)
+        hidden = apply_chain(self.hidden_layers, images)
         loc, log_scale = self.location(hidden), self.log_scale(hidden)
         u = self.sampler([loc, log_scale], training=training)
         theta, color = self.transform(u)
