@@ -439,6 +439,13 @@ class TestDropout:
         assert set(np.unique(np.round(grad, 5))) <= {0.0, round(1 / (1 - rate), 5)}
         assert abs((grad != 0).mean() - (1 - rate)) < 0.02
 
+    def test_a_seed_gives_the_same_masks_every_run(self):
+        x = np.ones((50, 40), np.float32)
+        first, again = keras.random.SeedGenerator(5), keras.random.SeedGenerator(5)
+        masks = [numpy(backend_ops.dropout(x, 0.5, first)) for _ in range(2)]
+        np.testing.assert_array_equal(numpy(backend_ops.dropout(x, 0.5, again)), masks[0])
+        assert not np.array_equal(masks[0], masks[1])
+
     def test_config_round_trip(self):
         layer = layers.Dropout(0.3, seed=5, name="drop")
         again = layers.Dropout.from_config(layer.get_config())
