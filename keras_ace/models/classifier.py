@@ -6,7 +6,8 @@ from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
 from keras_ace.layers.dropout import Dropout
 from keras_ace.layers.pooling import MaxPooling2x2
-from keras_ace.models.blocks import apply_chain, build_chain
+from keras_ace.models.blocks import apply_chain
+from keras_ace.models.blocks import build_chain
 
 
 @keras_ace_export

@@ -10,7 +10,8 @@ from keras_ace.layers.frame_prior import FramePrior
 from keras_ace.layers.gibbs_sampler import GibbsSampler
 from keras_ace.layers.spatial_transformer import IDENTITY_THETA
 from keras_ace.layers.pooling import MaxPooling2x2
-from keras_ace.models.blocks import apply_chain, build_chain
+from keras_ace.models.blocks import apply_chain
+from keras_ace.models.blocks import build_chain
 from keras_ace.models.blocks import check_choice
 
 SYMMETRIES = ("spatial", "spatial_color")
