@@ -363,14 +363,26 @@ class TestPaperConvUniform:
 
 
 class TestMaxPooling2x2:
-    def test_matches_keras_max_pooling_values_and_gradient(self):
-        x = RNG.normal(size=(3, 7, 6, 2)).astype(np.float32)  # odd height: the last row is dropped
+    @pytest.mark.parametrize("height, width", [(7, 6), (6, 7)])  # an odd size: the last row or column is dropped
+    def test_matches_keras_max_pooling_values_and_gradient(self, height, width):
+        x = RNG.normal(size=(3, height, width, 2)).astype(np.float32)
         ours, theirs = layers.MaxPooling2x2(), keras.layers.MaxPooling2D(2)
         np.testing.assert_array_equal(numpy(ours(x)), numpy(theirs(x)))
-        assert ours.compute_output_shape((None, 7, 6, 2)) == (None, 3, 3, 2)
+        assert ours.compute_output_shape((None, height, width, 2)) == (None, 3, 3, 2)
         weights = RNG.normal(size=(3, 3, 3, 2)).astype(np.float32)
         np.testing.assert_allclose(gradient(lambda v: ops.sum(ops.multiply(ours(v), weights)), x),
                                    gradient(lambda v: ops.sum(ops.multiply(theirs(v), weights)), x), atol=1e-6)
+
+    def test_ties_pass_each_window_its_gradient_once_and_only_to_its_largest(self):
+        x = np.zeros((2, 4, 4, 3), np.float32)  # every window a four-way tie ...
+        x[:, 0, 1] = 1.0  # ... but the top left ones' largest, in each channel
+        x[:, 3, 2:] = 2.0  # and a two-way tie in the bottom right
+        weights = RNG.uniform(1.0, 2.0, size=(2, 2, 2, 3)).astype(np.float32)
+        grad = gradient(lambda v: ops.sum(ops.multiply(layers.MaxPooling2x2()(v), weights)), x)
+        windows = grad.reshape(2, 2, 2, 2, 2, 3)
+        np.testing.assert_allclose(windows.sum(axis=(2, 4)), weights, rtol=1e-6)  # each window's gradient, once
+        largest = x.reshape(2, 2, 2, 2, 2, 3) == x.reshape(2, 2, 2, 2, 2, 3).max(axis=(2, 4), keepdims=True)
+        assert (windows[~largest] == 0).all() and (windows >= 0).all()
 
     def test_config_round_trip(self):
         layer = layers.MaxPooling2x2(name="pool")

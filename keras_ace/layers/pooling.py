@@ -11,9 +11,9 @@ class MaxPooling2x2(keras.layers.Layer):
     """`keras.layers.MaxPooling2D(2)`: the largest of each 2x2 window, stride 2, no padding.
 
     The classifier's and the symmetry statistics net's poolings (Appendix A: "2x2
-    max-poolings"). On JAX the windows are a reshape and a max: XLA's gradient of a
-    window reduction (select-and-scatter) is slow on CPUs, 8x slower than the reshape for
-    the classifier's three poolings, forward and backward (`backend_ops.max_pool_2x2`).
+    max-poolings"). On JAX the maximum of the windows' four strided slices, which XLA
+    fuses forward and backward: its gradient of a window reduction (select-and-scatter)
+    is many times slower on CPUs (`backend_ops.max_pool_2x2`).
 
     Call arguments:
         x: (B, H, W, C).
