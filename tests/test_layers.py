@@ -448,7 +448,7 @@ class TestDropout:
         assert not np.array_equal(kept, numpy(layer(x, training=True)) != 0)  # a fresh mask each call
         seed = keras.random.SeedGenerator(7)
         grad = gradient(lambda v: ops.sum(backend_ops.dropout(v, rate, seed)), x)
-        assert set(np.unique(np.round(grad, 5))) <= {0.0, round(1 / (1 - rate), 5)}
+        assert (np.isclose(grad, 0.0) | np.isclose(grad, 1 / (1 - rate))).all()
         assert abs((grad != 0).mean() - (1 - rate)) < 0.02
 
     def test_a_seed_gives_the_same_masks_every_run(self):
