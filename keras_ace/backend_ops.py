@@ -1,6 +1,7 @@
-"""The only backend-specific code of keras_ace: splitting a batch by class, a rare
-correction inside a compiled step, gathering pixels, max-pooling, a fused Adam step on
-TensorFlow and PyTorch, a conditional optimizer update, and data parallelism."""
+"""The only backend-specific code of keras_ace: splitting a batch by class and its
+per-class products, a rare correction inside a compiled step, gathering pixels,
+convolution, dropout, max-pooling, a fused Adam step on TensorFlow and PyTorch, a
+conditional optimizer update, and data parallelism (process settings: `runtime`)."""
 
 import contextlib
 import math
