@@ -242,6 +242,23 @@ def test_classifier_input_offset_centres_the_pixels():
     assert "classifier_input_offset" not in PRESETS["fig2_rts_mnist"]
 
 
+def unbuilt_layers(layer):
+    """The names of `layer`'s nested layers (itself included) that are not built."""
+    return [name for sub in getattr(layer, "layers", []) for name in unbuilt_layers(sub)] + (
+        [] if layer.built else [layer.name]
+    )
+
+
+@pytest.mark.parametrize("symmetry, encoder", [("spatial", "dense"), ("spatial_color", "conv")])
+def test_every_layer_is_built_after_a_training_step(symmetry, encoder):
+    """While any layer is unbuilt, Keras' `train_on_batch` traces the whole model again on
+    every call (on PyTorch ~0.3 s a step of fig2_rts_mnist, more than the step's own work)."""
+    model = tiny_ace((16, 16, 3), symmetry=symmetry, encoder=encoder, conv_filters=(4, 4))
+    x, y = tiny_data(8, (16, 16, 3))
+    model.train_on_batch(x, y)
+    assert unbuilt_layers(model) == []
+
+
 # ------------------------------------------------------------------ per-class decoders
 
 
@@ -388,6 +405,7 @@ def test_save_reload_and_continue_training(trained_ace):
     assert model.symmetry_net.frame_prior.is_fitted
     history = model.fit(x, np.arange(len(x)) % 10, batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][-1])
+    assert unbuilt_layers(model) == []
 
 
 @pytest.mark.slow

@@ -146,6 +146,10 @@ class AutoEncoder(keras.Model):
         features = build_chain(self.encoder_layers, (None, *self.image_shape))
         self.latent_loc.build(features)
         self.latent_log_scale.build(features)
+        # Used through its methods, never called, so built here: while any layer is unbuilt,
+        # Keras' `train_on_batch` traces the whole model again on every call (JAX, PyTorch).
+        latents = (None, self.num_classes, self.latent_dim)
+        self.latent_sampler.build((latents, latents))
         build_chain([self.decoder_hidden, self.decoder_output], (None, self.latent_dim))
         if self.decoder_deconvs:
             build_chain(self.decoder_deconvs, (None, *self.feature_shape))
