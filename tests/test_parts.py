@@ -129,6 +129,15 @@ class TestApplyChain:
         weights = RNG.normal(size=expected.shape).astype(np.float32)
         np.testing.assert_allclose(gradient(lambda v: ops.sum(ops.multiply(apply_chain(chain, v), weights)), x),
                                    gradient(lambda v: ops.sum(ops.multiply(one_by_one(v), weights)), x), atol=1e-4)
+        # The kernels' and biases' gradients too.
+        for variable in [v for layer in chain for v in layer.weights]:
+            def loss(value, apply):
+                with keras.StatelessScope(state_mapping=[(variable, value)]):
+                    return ops.sum(ops.multiply(apply(x), weights))
+
+            value = numpy(variable)
+            np.testing.assert_allclose(gradient(lambda v: loss(v, lambda u: apply_chain(chain, u)), value),
+                                       gradient(lambda v: loss(v, one_by_one), value), atol=1e-4)
 
     def test_passes_training_to_dropout_only(self):
         chain = [layers.Dropout(0.5, seed=1), keras.layers.Flatten()]
