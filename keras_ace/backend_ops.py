@@ -64,15 +64,43 @@ def split_by_class(x, class_ids, num_classes):
 def matmul_parts(parts, kernel):
     """Part `k` times `kernel[k]`: K arrays (n_k, in) and a (K, in, out) kernel -> K arrays (n_k, out).
 
-    Elsewhere the kernel is unstacked, so its gradient is one stacked tensor; PyTorch
-    would build it by concatenating K full-size slices in the backward pass (for
-    CIFAR-10's output layer a 184 MB copy every step), so there each class's kernel
-    gradient is written into its slice of one tensor (`_PartsMatmul`).
+    The kernel's gradient is one (K, in, out) tensor. Built from K separate products, it
+    would be copied once more to stack them (for CIFAR-10's output layer 250 MB every
+    step), so TensorFlow and PyTorch build it without that copy: TensorFlow as one batched
+    product of the parts padded with zero rows to the longest (`_tf_matmul_parts`), PyTorch
+    writing each class's gradient into its slice of one tensor (`_PartsMatmul`). On JAX the
+    kernel is unstacked and XLA assembles the gradient.
     """
-    if keras.backend.backend() != "torch":
-        return [ops.matmul(part, one) for part, one in zip(parts, ops.unstack(kernel))]
-    parts = [ops.convert_to_tensor(part) for part in parts]
-    return list(_parts_matmul().apply(ops.convert_to_tensor(kernel), *parts))
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return _tf_matmul_parts(parts, kernel)
+    if backend == "torch":
+        parts = [ops.convert_to_tensor(part) for part in parts]
+        return list(_parts_matmul().apply(ops.convert_to_tensor(kernel), *parts))
+    return [ops.matmul(part, one) for part, one in zip(parts, ops.unstack(kernel))]
+
+
+def _tf_matmul_parts(parts, kernel):
+    """`matmul_parts` on TensorFlow, the kernel's gradient one batched product of the zero-padded parts."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def products(kernel, *parts):
+        def gradient(*grads):
+            grads = [tf.zeros_like(out) if grad is None else grad for grad, out in zip(grads, outputs)]
+            longest = tf.reduce_max([tf.shape(part)[0] for part in parts])
+
+            def padded(rows):  # K arrays (n_k, d) -> (K, longest, d), zero rows added
+                return tf.stack([tf.pad(one, [[0, longest - tf.shape(one)[0]], [0, 0]]) for one in rows])
+
+            grad_kernel = tf.matmul(padded(parts), padded(grads), transpose_a=True)
+            grad_parts = [tf.matmul(grad, kernel[k], transpose_b=True) for k, grad in enumerate(grads)]
+            return (grad_kernel, *grad_parts)
+
+        outputs = [tf.matmul(part, kernel[k]) for k, part in enumerate(parts)]
+        return outputs, gradient
+
+    return list(products(tf.convert_to_tensor(kernel), *parts))
 
 
 _PARTS_MATMUL = []
