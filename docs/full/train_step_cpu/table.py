@@ -1,0 +1,47 @@
+"""The markdown table of a `before_after.sh` run: median ms a step, before / after, each round.
+
+    python docs/full/train_step_cpu/table.py docs/full/train_step_cpu/run_1_dec_d
+
+Columns per backend: "before r1, r2 / after r1, r2"; then after's JAX / TF and PyTorch / TF
+in each round, and TensorFlow's fraction of the matmul peak after.
+"""
+
+import json
+import pathlib
+import sys
+
+BACKENDS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+
+
+def read(folder):
+    """{(tree, backend, round): {preset: record}} of every JSON file of the run."""
+    runs = {}
+    for path in sorted(pathlib.Path(folder).glob("*_r*.json")):
+        tree, backend, round_ = path.stem.split("_")
+        runs[tree, backend, int(round_[1:])] = {r["preset"]: r for r in json.loads(path.read_text())}
+    return runs
+
+
+def main(folder):
+    runs = read(folder)
+    rounds = sorted({r for _, _, r in runs})
+    presets = list(next(iter(runs.values())))
+
+    def ms(tree, backend, preset):
+        return [runs[tree, backend, r][preset]["step_s"] * 1000 for r in rounds if (tree, backend, r) in runs]
+
+    def cell(values):
+        return ", ".join(f"{v:.0f}" for v in values) or "-"
+
+    print("| preset | " + " | ".join(f"{label} before / after" for label in BACKENDS.values()) + " | after: JAX / TF | after: PyTorch / TF | TF % of peak |")
+    print("|---" * (len(BACKENDS) + 4) + "|")
+    for preset in presets:
+        cells = [f"{cell(ms('before', b, preset))} / {cell(ms('after', b, preset))}" for b in BACKENDS]
+        tf = ms("after", "tensorflow", preset)
+        ratios = ["-" if not tf else " / ".join(f"{o / t:.2f}" for o, t in zip(ms("after", b, preset), tf)) for b in ("jax", "torch")]
+        peak = " / ".join(f"{runs['after', 'tensorflow', r][preset]['fraction_of_peak']:.0%}" for r in rounds if ("after", "tensorflow", r) in runs)
+        print(f"| {preset} | " + " | ".join(cells + ratios + [peak]) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
