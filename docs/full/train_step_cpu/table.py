@@ -38,7 +38,7 @@ def main(folder):
     for preset in presets:
         cells = [f"{cell(ms('before', b, preset))} / {cell(ms('after', b, preset))}" for b in BACKENDS]
         tf = ms("after", "tensorflow", preset)
-        ratios = ["-" if not tf else " / ".join(f"{o / t:.2f}" for o, t in zip(ms("after", b, preset), tf)) for b in ("jax", "torch")]
+        ratios = ["-" if not tf or not ms("after", b, preset) else " / ".join(f"{o / t:.2f}" for o, t in zip(ms("after", b, preset), tf)) for b in ("jax", "torch")]
         peak = " / ".join(f"{runs['after', 'tensorflow', r][preset]['fraction_of_peak']:.0%}" for r in rounds if ("after", "tensorflow", r) in runs)
         print(f"| {preset} | " + " | ".join(cells + ratios + [peak]) + " |")
 
