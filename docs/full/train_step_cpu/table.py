@@ -33,15 +33,20 @@ def main(folder):
     def cell(values):
         return ", ".join(f"{v:.0f}" for v in values) or "-"
 
-    print("| preset | " + " | ".join(f"{label} before / after" for label in BACKENDS.values()) + " | after: JAX / TF | after: PyTorch / TF | TF % of peak |")
-    print("|---" * (len(BACKENDS) + 4) + "|")
+    ratio_headers = [f"after: {BACKENDS[b]} / TF" for b in ("jax", "torch")]
+    headers = [f"{label} before / after" for label in BACKENDS.values()] + ratio_headers + ["TF % of peak"]
+    print("| preset | " + " | ".join(headers) + " |")
+    print("|---" * (len(headers) + 1) + "|")
     for preset in presets:
         cells = [f"{cell(ms('before', b, preset))} / {cell(ms('after', b, preset))}" for b in BACKENDS]
         tf = ms("after", "tensorflow", preset)
-        ratios = ["-" if not tf or not ms("after", b, preset) else " / ".join(f"{o / t:.2f}" for o, t in zip(ms("after", b, preset), tf)) for b in ("jax", "torch")]
-        peak = " / ".join(f"{runs['after', 'tensorflow', r][preset]['fraction_of_peak']:.0%}" for r in rounds if ("after", "tensorflow", r) in runs)
-        print(f"| {preset} | " + " | ".join(cells + ratios + [peak]) + " |")
-
+        for backend in ("jax", "torch"):
+            other = ms("after", backend, preset)
+            cells.append(" / ".join(f"{o / t:.2f}" for o, t in zip(other, tf)) or "-")
+        peaks = [runs["after", "tensorflow", r][preset]["fraction_of_peak"]
+                 for r in rounds if ("after", "tensorflow", r) in runs]
+        cells.append(" / ".join(f"{p:.0%}" for p in peaks) or "-")
+        print(f"| {preset} | " + " | ".join(cells) + " |")
 
 if __name__ == "__main__":
     main(sys.argv[1])
