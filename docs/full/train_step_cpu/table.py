@@ -11,6 +11,7 @@ import pathlib
 import sys
 
 BACKENDS = {"tensorflow": "TensorFlow", "jax": "JAX", "torch": "PyTorch"}
+COMPARED = ("jax", "torch")  # each against TensorFlow, round by round
 
 
 def read(folder):
@@ -33,20 +34,21 @@ def main(folder):
     def cell(values):
         return ", ".join(f"{v:.0f}" for v in values) or "-"
 
-    ratio_headers = [f"after: {BACKENDS[b]} / TF" for b in ("jax", "torch")]
+    ratio_headers = [f"after: {BACKENDS[b]} / TF" for b in COMPARED]
     headers = [f"{label} before / after" for label in BACKENDS.values()] + ratio_headers + ["TF % of peak"]
     print("| preset | " + " | ".join(headers) + " |")
     print("|---" * (len(headers) + 1) + "|")
     for preset in presets:
         cells = [f"{cell(ms('before', b, preset))} / {cell(ms('after', b, preset))}" for b in BACKENDS]
         tf = ms("after", "tensorflow", preset)
-        for backend in ("jax", "torch"):
+        for backend in COMPARED:
             other = ms("after", backend, preset)
             cells.append(" / ".join(f"{o / t:.2f}" for o, t in zip(other, tf)) or "-")
         peaks = [runs["after", "tensorflow", r][preset]["fraction_of_peak"]
                  for r in rounds if ("after", "tensorflow", r) in runs]
         cells.append(" / ".join(f"{p:.0%}" for p in peaks) or "-")
         print(f"| {preset} | " + " | ".join(cells) + " |")
+
 
 if __name__ == "__main__":
     main(sys.argv[1])
