@@ -2,7 +2,9 @@
 
 from keras_ace import runtime
 
-# Before JAX first computes: XLA reads its flags then (`runtime.configure_xla`).
+# Before Keras imports TensorFlow, which reads its oneDNN setting then (`runtime.enable_onednn`),
+# and before JAX first computes: XLA reads its flags then (`runtime.configure_xla`).
+runtime.enable_onednn()
 runtime.configure_xla()
 
 from keras_ace import distributed

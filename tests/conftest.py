@@ -16,6 +16,10 @@ os.environ.setdefault("KERAS_ACE_CACHE", os.path.join(tempfile.gettempdir(), "ke
 if os.path.isdir(SHARED_DATA):
     os.environ.setdefault("KERAS_ACE_DATA", SHARED_DATA)
 
+# Before any test imports Keras, as in a user's script: keras_ace asks for TensorFlow's oneDNN
+# kernels before Keras imports TensorFlow (`runtime.enable_onednn`), so the tests run the kernels users get.
+import keras_ace  # noqa: E402,F401
+
 # On JAX most of the quick suite's time is XLA compiling tiny models, many of them the same
 # from test to test: a compilation cache shared by the tests (and by later runs) reuses them.
 if os.environ.get("KERAS_BACKEND") == "jax":

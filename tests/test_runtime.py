@@ -1,6 +1,7 @@
-"""keras_ace.runtime: the XLA flag set when keras_ace is imported, and the relaunch with huge pages."""
+"""keras_ace.runtime: the XLA flag and TensorFlow's oneDNN setting made when keras_ace is imported, and the relaunch with huge pages."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -39,13 +40,41 @@ def test_no_xla_flag_on_other_backends():
     assert not runtime.configure_xla(environ) and environ == {}
 
 
+def test_enable_onednn_on_x86_unless_the_user_chose(monkeypatch):
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "x86_64")
+    environ = {}
+    assert runtime.enable_onednn(environ) and environ == {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    own = {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert not runtime.enable_onednn(own) and own == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    monkeypatch.setattr(runtime.platform, "machine", lambda: "aarch64")  # not measured there
+    environ = {}
+    assert not runtime.enable_onednn(environ) and environ == {}
+
+
+ONEDNN_IN_TENSORFLOW = """
+import keras_ace
+from tensorflow.python.util import _pywrap_util_port
+print(_pywrap_util_port.IsMklEnabled())
+"""
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow" or platform.machine().lower() not in runtime.X86,
+                    reason="TensorFlow's oneDNN setting, on x86")
+def test_tensorflow_imported_by_keras_ace_runs_onednn():
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    out = subprocess.run([sys.executable, "-c", ONEDNN_IN_TENSORFLOW], capture_output=True, text=True, cwd=ROOT,
+                         env=env, check=True)
+    assert out.stdout.split()[-1] == "True"
+
+
 # runtime.py alone, by its path: the relaunch needs nothing else (keras_ace's import takes seconds).
 RELAUNCHED = """
 import importlib.util, os, sys
 spec = importlib.util.spec_from_file_location("runtime", os.path.join("keras_ace", "runtime.py"))
 runtime = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(runtime)
-print("pid", os.getpid(), "tunables", repr(os.environ.get("GLIBC_TUNABLES")), "args", sys.argv[1:], flush=True)
+print("pid", os.getpid(), "tunables", repr(os.environ.get("GLIBC_TUNABLES")), "onednn",
+      repr(os.environ.get("TF_ENABLE_ONEDNN_OPTS")), "args", sys.argv[1:], flush=True)
 runtime.relaunch_with_huge_pages()
 """
 
@@ -58,10 +87,12 @@ def run_relaunched(env):
 
 @pytest.mark.skipif(not runtime._huge_pages_on_request(), reason="no glibc >= 2.35 with THP on madvise here")
 def test_relaunches_once_with_huge_pages_and_the_same_arguments():
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "TF_ENABLE_ONEDNN_OPTS")}
     first, second = run_relaunched(env)
     assert first.split()[1] == second.split()[1]  # the same process, started again
     assert "tunables None" in first and "tunables 'glibc.malloc.hugetlb=1'" in second
+    assert "onednn None" in first
+    assert ("onednn '1'" in second) == (platform.machine().lower() in runtime.X86)
     assert first.endswith("args ['a', 'b c']") and second.endswith("args ['a', 'b c']")
 
 
