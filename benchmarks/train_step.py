@@ -118,6 +118,7 @@ def time_preset(name, hows, steps, warmup, batch_size, overrides, peak_size):
             # The process settings of keras_ace.runtime, as this run had them.
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+            "tf_enable_onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", ""),
         })
     return runs
 

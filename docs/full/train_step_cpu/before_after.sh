@@ -1,8 +1,8 @@
 #!/bin/bash
 # Issue 21: benchmarks/train_step.py before (commit 4d4f25b, a worktree at $BEFORE) and after (this
 # checkout), one backend after the other, ROUNDS times over, in one run. "after" runs as a user gets
-# it: its benchmark (like the figure scripts) starts again with glibc's huge pages (keras_ace.runtime)
-# unless GLIBC_TUNABLES is set; "before" has no such thing.
+# it: its benchmark (like the figure scripts) starts again with glibc's huge pages and, on x86,
+# TensorFlow's oneDNN kernels (keras_ace.runtime) unless GLIBC_TUNABLES is set; "before" has no such thing.
 source /work/venv/bin/activate
 OUT=${OUT:-/work/runs/ab}
 BEFORE=${BEFORE:-/tmp/v2}
