@@ -1,6 +1,6 @@
 """Process settings that make training faster on a CPU, set before the work starts.
 
-Two costs outside the model, measured on a 2-core x86 CPU (docs/results.md, issue 21):
+Three costs outside the model, measured on 2-core x86 CPUs (docs/results.md, issue 21):
 
 - XLA:CPU in jaxlib 0.10 hands convolutions to YNNPACK, whose kernel gradient of a
   3x3 convolution at 21x21x32 -> 64 takes 330 ms against Eigen's 67 ms (TensorFlow's
@@ -25,8 +25,6 @@ YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 YNN_FLAG_JAXLIB = ((0, 10), (0, 11))
 HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
-
-
 ONEDNN_SETTING = "TF_ENABLE_ONEDNN_OPTS"
 X86 = ("x86_64", "amd64")
 

@@ -1,4 +1,5 @@
-"""keras_ace.runtime: the XLA flag and TensorFlow's oneDNN setting made when keras_ace is imported, and the relaunch with huge pages."""
+"""keras_ace.runtime: the XLA flag and TensorFlow's oneDNN setting made when keras_ace is imported, and the
+relaunch with huge pages."""
 
 import os
 import platform
