@@ -9,37 +9,33 @@ interval, and the paired Wilcoxon test (rounds pair the two trees' processes run
 the other).
 """
 
-import glob
-import json
 import os
+import sys
 
 import numpy as np
 from scipy import stats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# (folder, file name prefix of each tree) of every fig3_cifar10 TensorFlow round.
-SOURCES = [
-    (".", {"before": "before_tensorflow", "after": "after_tensorflow"}),
-    ("tensorflow_again", {"before": "before_tensorflow", "after": "after_tensorflow"}),
-    ("fig3_tensorflow_12_rounds", {"before": "before_tensorflow", "after": "after_tensorflow"}),
-    ("peak_order", {"before": "before_own", "after": "after_own"}),
-]
+sys.path.insert(0, os.path.dirname(HERE))
+from table import read  # noqa: E402  (docs/full/train_step_cpu/table.py: the JSON files of a run)
+
+# (folder, the name its files give the backend) of every fig3_cifar10 TensorFlow round;
+# peak_order/'s files are named by tree and benchmark ("before_own_r1.json").
+SOURCES = [(".", "tensorflow"), ("tensorflow_again", "tensorflow"), ("fig3_tensorflow_12_rounds", "tensorflow"),
+           ("peak_order", "own")]
 
 
-def fig3_ms(path):
-    return next(r["step_s"] * 1e3 for r in json.load(open(path)) if r["preset"] == "fig3_cifar10")
-
-
-def rounds(folder, prefix):
-    paths = glob.glob(os.path.join(HERE, folder, f"{prefix}_r*.json"))
-    return [fig3_ms(p) for p in sorted(paths, key=lambda p: int(p.rsplit("_r", 1)[1].removesuffix(".json")))]
+def rounds(folder, tree, backend):
+    """Figure 3's median step in ms of each round of one tree in `folder`, in round order."""
+    runs = read(os.path.join(HERE, folder))
+    return [runs[key]["fig3_cifar10"]["step_s"] * 1e3 for key in sorted(runs) if key[:2] == (tree, backend)]
 
 
 def main():
     trees = {"before": [], "after": []}
-    for folder, prefixes in SOURCES:
-        for tree, prefix in prefixes.items():
-            steps = rounds(folder, prefix)
+    for folder, backend in SOURCES:
+        for tree in trees:
+            steps = rounds(folder, tree, backend)
             trees[tree] += steps
             print(f"{folder:28s} {tree:6s} {' '.join(f'{s:5.0f}' for s in steps)}")
     before, after = np.array(trees["before"]), np.array(trees["after"])
