@@ -68,8 +68,10 @@ def matmul_parts(parts, kernel):
     would be copied once more to stack them (for CIFAR-10's output layer 250 MB every
     step), so TensorFlow and PyTorch build it without that copy: TensorFlow as one batched
     product of the parts padded with zero rows to the longest (`_tf_matmul_parts`), PyTorch
-    writing each class's gradient into its slice of one tensor (`_PartsMatmul`). On JAX the
-    kernel is unstacked and XLA assembles the gradient.
+    writing each class's gradient into its slice of one tensor (`_PartsMatmul`). On JAX,
+    whose parts all hold the same number of rows, one batched product, whose gradient is
+    one batched product too (ten products and an unstacked kernel: 10 % slower on Figure 3's
+    auto-encoder, slices of the kernel copied and the gradient assembled every step).
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
@@ -77,6 +79,8 @@ def matmul_parts(parts, kernel):
     if backend == "torch":
         parts = [ops.convert_to_tensor(part) for part in parts]
         return list(_parts_matmul().apply(ops.convert_to_tensor(kernel), *parts))
+    if len({part.shape[0] for part in parts}) == 1:  # JAX's parts: one batched product
+        return list(ops.unstack(ops.einsum("kni,kio->kno", ops.stack(parts), kernel)))
     return [ops.matmul(part, one) for part, one in zip(parts, ops.unstack(kernel))]
 
 
@@ -138,45 +142,70 @@ def _parts_matmul():
     return PartsMatmul
 
 
-def correct_if(pred, fn, like):
-    """`fn()` where `pred` holds, else zeros like `like`: a rare correction inside a compiled step.
+def with_rare_correction(compute, correct, keep):
+    """`compute()` in the rows where `keep` holds, `correct()` in the others: a rare correction inside a compiled step.
 
-    On JAX the gradient recomputes `fn` in a conditional of its own (a custom VJP), so
-    the forward conditional keeps nothing for it: differentiated as it stands, the
-    conditional would hand its inputs (the decoder's weights: CIFAR10's output kernel is
-    251 MB) or its activations on to the backward pass, written as zeros on every step
-    that does not take it.
+    `correct()` runs only where some row is not kept. Both return (B, ...); `keep` is
+    (B,) boolean. On JAX the two are differentiated together (a custom VJP): `compute`'s
+    gradients as usual, and the correction, recomputed in a conditional of its own, adds
+    its share to those same gradients only where it ran. Differentiated apart, the
+    correction's conditional would hand on a zero gradient for every weight it uses
+    (CIFAR10's decoder output kernel: 251 MB), written and added on every step.
     """
+
+    def select(keep, out, other):
+        return ops.where(ops.reshape(keep, (-1,) + (1,) * (len(out.shape) - 1)), out, other)
+
     if keras.backend.backend() != "jax":
-        return ops.cond(pred, fn, lambda: ops.zeros_like(like))
+        out = compute()
+        return select(keep, out, ops.cond(ops.logical_not(ops.all(keep)), correct, lambda: ops.zeros_like(out)))
     import jax
     import numpy as np
 
-    zeros = lambda: ops.zeros_like(like)  # noqa: E731
-    call, captured = jax.closure_convert(fn)  # call(*captured) == fn(), with the weights as arguments
-    floating = [jax.numpy.issubdtype(c.dtype, jax.numpy.inexact) for c in captured]
+    # call(*args) == fn(), with what fn closes over (the weights among it) as arguments.
+    # An array both close over is one argument, so that it gets one gradient.
+    call_compute, captured = jax.closure_convert(compute)
+    call_correct, also = jax.closure_convert(correct)
+    to_compute = list(range(len(captured)))
+    captured = list(captured) + [a for a in also if not any(a is c for c in captured)]
+    to_correct = [next(i for i, c in enumerate(captured) if c is a) for a in also]
+    floating = [i for i, c in enumerate(captured) if jax.numpy.issubdtype(c.dtype, jax.numpy.inexact)]
+
+    def corrected(keep, out, args):
+        fixed = jax.lax.cond(
+            ops.all(keep),
+            lambda: jax.numpy.zeros_like(out),
+            lambda: call_correct(*(args[i] for i in to_correct)),
+        )
+        return select(keep, out, fixed)
 
     @jax.custom_vjp
-    def corrected(pred, *captured):
-        return jax.lax.cond(pred, lambda: call(*captured), zeros)
+    def computed(keep, *args):
+        return corrected(keep, call_compute(*(args[i] for i in to_compute)), args)
 
-    def forward(pred, *captured):
-        return corrected(pred, *captured), (pred, captured)
+    def forward(keep, *args):
+        out, compute_vjp = jax.vjp(call_compute, *(args[i] for i in to_compute))
+        return corrected(keep, out, args), (keep, args, compute_vjp)
 
     def backward(saved, grad):
-        pred, captured = saved
+        keep, args, compute_vjp = saved
+        zeros = jax.numpy.zeros_like(grad)
+        grads = {i: jax.numpy.zeros_like(args[i]) for i in floating}
+        grads.update((i, g) for i, g in zip(to_compute, compute_vjp(select(keep, grad, zeros))) if i in grads)
 
-        def taken():
-            return [g for g, f in zip(jax.vjp(call, *captured)[1](grad), floating) if f]
+        def add_correction(grads):
+            _, correct_vjp = jax.vjp(call_correct, *(args[i] for i in to_correct))
+            grads = dict(grads)
+            for i, g in zip(to_correct, correct_vjp(select(keep, zeros, grad))):
+                if i in grads:
+                    grads[i] = grads[i] + g
+            return grads
 
-        def skipped():
-            return [jax.numpy.zeros_like(c) for c, f in zip(captured, floating) if f]
+        grads = jax.lax.cond(ops.all(keep), lambda g: g, add_correction, grads)
+        return (None, *(grads[i] if i in grads else np.zeros(a.shape, jax.dtypes.float0) for i, a in enumerate(args)))
 
-        grads = iter(jax.lax.cond(pred, taken, skipped))
-        return (None, *(next(grads) if f else np.zeros(c.shape, jax.dtypes.float0) for c, f in zip(captured, floating)))
-
-    corrected.defvjp(forward, backward)
-    return corrected(pred, *captured)
+    computed.defvjp(forward, backward)
+    return computed(keep, *captured)
 
 
 def gather_pixels(pixels, index):
