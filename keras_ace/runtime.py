@@ -9,8 +9,11 @@ Three costs outside the model, measured on 2-core x86 CPUs (docs/results.md, iss
 - glibc maps every large buffer afresh (XLA's temporaries each step, PyTorch's gradients),
   and with transparent huge pages on "madvise", as Debian ships them, the kernel faults
   them in 4 KB at a time: writing a new 251 MB array takes 100 ms instead of 27.
-  `glibc.malloc.hugetlb=1` asks for huge pages; glibc reads it only when a process
-  starts, so `relaunch_with_huge_pages` starts the process again with it.
+  `glibc.malloc.hugetlb=1` asks for huge pages. Even so the kernel zeroes every fresh
+  buffer again on every step (JAX, Figure 3: 0.9 GB of temporaries, 11 % of the step);
+  one arena, no `mmap` and no trimming keep freed memory in the heap for the next
+  step instead. glibc reads these settings only when a process starts, so
+  `relaunch_with_huge_pages` starts the process again with them.
 - TensorFlow turns its oneDNN kernels on by itself only on x86 CPUs with AVX-512 VNNI,
   BF16 or AMX. On an AVX2 CPU (2-core AMD EPYC) they made Figure 3's training step 35 %
   shorter. `enable_onednn` asks for them; TensorFlow reads the setting when imported.
@@ -23,7 +26,15 @@ import sys
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 # XLA aborts the process on a flag it does not know; these jaxlib releases know this one.
 YNN_FLAG_JAXLIB = ((0, 10), (0, 11))
-HUGE_PAGES_TUNABLE = "glibc.malloc.hugetlb=1"
+# Huge pages; one arena (a thread's own arena maps large blocks whatever `mmap_max` says);
+# large blocks from the heap, which is never given back (64 GiB threshold): a step reuses
+# the last step's memory. The process keeps its peak memory until it ends.
+MALLOC_TUNABLES = ":".join([
+    "glibc.malloc.hugetlb=1",
+    "glibc.malloc.arena_max=1",
+    "glibc.malloc.mmap_max=0",
+    f"glibc.malloc.trim_threshold={2**36}",
+])
 THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
 ONEDNN_SETTING = "TF_ENABLE_ONEDNN_OPTS"
 X86 = ("x86_64", "amd64")
@@ -64,7 +75,7 @@ def configure_xla(environ=None):
 
 
 def relaunch_with_huge_pages():
-    """Starts this Python process again with glibc asked for transparent huge pages.
+    """Starts this Python process again with glibc asked for transparent huge pages and to keep freed memory.
 
     Does nothing where `GLIBC_TUNABLES` is set (the user's choice; `GLIBC_TUNABLES=`
     turns this off) or where it cannot help: not Linux with glibc 2.35 or later, or
@@ -75,7 +86,7 @@ def relaunch_with_huge_pages():
     """
     if "GLIBC_TUNABLES" in os.environ or not _huge_pages_on_request():
         return
-    os.environ["GLIBC_TUNABLES"] = HUGE_PAGES_TUNABLE
+    os.environ["GLIBC_TUNABLES"] = MALLOC_TUNABLES
     enable_onednn()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -91,10 +91,42 @@ def test_relaunches_once_with_huge_pages_and_the_same_arguments():
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "TF_ENABLE_ONEDNN_OPTS")}
     first, second = run_relaunched(env)
     assert first.split()[1] == second.split()[1]  # the same process, started again
-    assert "tunables None" in first and "tunables 'glibc.malloc.hugetlb=1'" in second
+    assert "tunables None" in first and f"tunables {runtime.MALLOC_TUNABLES!r}" in second
     assert "onednn None" in first
     assert ("onednn '1'" in second) == (platform.machine().lower() in runtime.X86)
     assert first.endswith("args ['a', 'b c']") and second.endswith("args ['a', 'b c']")
+
+
+# A 256 MB buffer written, freed and written again, by a thread other than the main one
+# (XLA's and PyTorch's backward threads allocate a step's buffers): the page faults of the
+# second time.
+SECOND_FAULTS = """
+import resource, threading, numpy as np
+def step():
+    np.ones(2**26, np.float32).sum()
+faults = []
+def steps():
+    step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    step()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+thread = threading.Thread(target=steps)
+thread.start()
+thread.join()
+print(faults[0])
+"""
+
+
+@pytest.mark.skipif(not runtime._huge_pages_on_request(), reason="no glibc >= 2.35 with THP on madvise here")
+def test_the_relaunch_settings_reuse_a_freed_buffer_without_page_faults():
+    def second_faults(tunables):
+        env = {**os.environ, "GLIBC_TUNABLES": tunables}
+        out = subprocess.run([sys.executable, "-c", SECOND_FAULTS], capture_output=True, text=True, env=env, check=True)
+        return int(out.stdout.split()[-1])
+
+    # glibc's default maps the buffer afresh: 64 faults at least (2 MB huge pages), 65536 in 4 KB pages.
+    assert second_faults("glibc.malloc.hugetlb=1") >= 64
+    assert second_faults(runtime.MALLOC_TUNABLES) < 16
 
 
 def test_a_users_glibc_tunables_turn_the_relaunch_off():
