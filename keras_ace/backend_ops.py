@@ -70,8 +70,8 @@ def matmul_parts(parts, kernel):
     product of the parts padded with zero rows to the longest (`_tf_matmul_parts`), PyTorch
     writing each class's gradient into its slice of one tensor (`_PartsMatmul`). On JAX,
     whose parts all hold the same number of rows, one batched product, whose gradient is
-    one batched product too (ten products and an unstacked kernel: 10 % slower on Figure 3's
-    auto-encoder, slices of the kernel copied and the gradient assembled every step).
+    one batched product too (with ten products, XLA copied ten slices of the kernel and
+    assembled the gradient from ten pieces: ~100 ms of Figure 3's step on a 2-core CPU).
     """
     backend = keras.backend.backend()
     if backend == "tensorflow":
