@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 21: benchmarks/train_step.py before (commit 4d4f25b, a worktree at $BEFORE) and after (this
 # checkout), one backend after the other, ROUNDS times over, in one run. "after" runs as a user gets
-# it: its benchmark (like the figure scripts) starts again with glibc's huge pages and, on x86,
+# it: its benchmark (like the figure scripts) starts again with glibc's huge pages and heap settings and, on x86,
 # TensorFlow's oneDNN kernels (keras_ace.runtime) unless GLIBC_TUNABLES is set; "before" has no such thing.
 source /work/venv/bin/activate
 OUT=${OUT:-/work/runs/ab}
