@@ -10,7 +10,7 @@ Three costs outside the model, measured on 2-core x86 CPUs (docs/results.md, iss
   and with transparent huge pages on "madvise", as Debian ships them, the kernel faults
   them in 4 KB at a time: writing a new 251 MB array takes 100 ms instead of 27.
   `glibc.malloc.hugetlb=1` asks for huge pages. Even so the kernel zeroes every fresh
-  buffer again on every step (JAX, Figure 3: 0.9 GB of temporaries, 11 % of the step);
+  buffer again on every step (JAX, Figure 3: 1.2 GB of temporaries, 11 % of the step);
   one arena, no `mmap` and no trimming keep freed memory in the heap for the next
   step instead. glibc reads these settings only when a process starts, so
   `relaunch_with_huge_pages` starts the process again with them.
