@@ -166,7 +166,7 @@ def with_rare_correction(compute, correct, keep):
     # An array both close over is one argument, so that it gets one gradient.
     call_compute, captured = jax.closure_convert(compute)
     call_correct, also = jax.closure_convert(correct)
-    to_compute = list(range(len(captured)))
+    count = len(captured)  # compute's arguments come first
     captured = list(captured) + [a for a in also if not any(a is c for c in captured)]
     to_correct = [next(i for i, c in enumerate(captured) if c is a) for a in also]
     floating = [i for i, c in enumerate(captured) if jax.numpy.issubdtype(c.dtype, jax.numpy.inexact)]
@@ -181,17 +181,17 @@ def with_rare_correction(compute, correct, keep):
 
     @jax.custom_vjp
     def computed(keep, *args):
-        return corrected(keep, call_compute(*(args[i] for i in to_compute)), args)
+        return corrected(keep, call_compute(*args[:count]), args)
 
     def forward(keep, *args):
-        out, compute_vjp = jax.vjp(call_compute, *(args[i] for i in to_compute))
+        out, compute_vjp = jax.vjp(call_compute, *args[:count])
         return corrected(keep, out, args), (keep, args, compute_vjp)
 
     def backward(saved, grad):
         keep, args, compute_vjp = saved
         zeros = jax.numpy.zeros_like(grad)
-        grads = {i: jax.numpy.zeros_like(args[i]) for i in floating}
-        grads.update((i, g) for i, g in zip(to_compute, compute_vjp(select(keep, grad, zeros))) if i in grads)
+        grads = {i: g for i, g in enumerate(compute_vjp(select(keep, grad, zeros))) if i in floating}
+        grads.update((i, jax.numpy.zeros_like(args[i])) for i in floating if i not in grads)  # correct's alone
 
         def add_correction(grads):
             _, correct_vjp = jax.vjp(call_correct, *(args[i] for i in to_correct))
