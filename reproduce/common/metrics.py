@@ -1,6 +1,7 @@
 """The numbers beside each figure: test error, bound, plausibility, frames against the ground truth, control obedience."""
 
 import os
+import time
 
 import keras
 import numpy as np
@@ -153,6 +154,22 @@ def machine():
         devices = ["(not listed by Keras for this backend)"]
     return {"backend": keras.backend.backend(), "devices": devices,
             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+
+
+def run_record(start):
+    """Where a run folder's numbers come from: its command, machine, package versions and time (`metrics.json`'s "run")."""
+    import datetime
+    import sys
+    from importlib import metadata
+
+    return {
+        "command": " ".join(["python"] + sys.argv),
+        "keras_ace_version": metadata.version("keras_ace"),
+        "keras_version": keras.__version__,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": time.time() - start,
+        **machine(),
+    }
 
 
 def control_obedience(columns):
