@@ -1,6 +1,6 @@
 """Process settings that make training faster on a CPU, set before the work starts.
 
-Three costs outside the model, measured on 2-core x86 CPUs (docs/results.md, issue 21):
+Three costs outside the model, measured on 2-core x86 CPUs (docs/speed.md):
 
 - XLA:CPU in jaxlib 0.10 hands convolutions to YNNPACK, whose kernel gradient of a
   3x3 convolution at 21x21x32 -> 64 takes 330 ms against Eigen's 67 ms (TensorFlow's

@@ -14,5 +14,7 @@ from common.pictures import class_manifold_panels
 
 PANELS = ("fig1_mnist", "fig1_rts_mnist", "fig1_tc_mnist")
 
+QUICK_PANELS = ("fig1_mnist", "fig1_rts_mnist")
+
 if __name__ == "__main__":
-    sys.exit(main("fig1", PANELS, class_manifold_panels, __doc__))
+    sys.exit(main("fig1", PANELS, class_manifold_panels, __doc__, quick_panels=QUICK_PANELS))

@@ -56,16 +56,18 @@ def check_figure(out, figure, panels, expected_size, canonical):
 def test_fig2_draws_and_measures_its_panels(tmp_path):
     out = tmp_path / "fig2"
     run("fig2.py", *TINY, "--output-dir", str(out))
-    # Quick mode draws MNIST and RTS MNIST (TC MNIST is full mode only).
-    panels = ["fig2_mnist", "fig2_rts_mnist"]
-    assert not (out / "fig2_tc_mnist.keras").exists()
-    # 10 rows per class, 20 columns: 280/420 px high, 560 + 840 px wide plus a gap of 4.
-    check_figure(out, "fig2", panels, (420, 560 + 840 + 4), canonical=True)
+    # Quick mode draws RTS MNIST without and with symmetry statistics (Figure 1's panel against Figure 2's).
+    panels = ["fig1_rts_mnist", "fig2_rts_mnist"]
+    assert not (out / "fig2_mnist.keras").exists() and not (out / "fig2_tc_mnist.keras").exists()
+    # 10 rows per class, 20 columns of 42x42: 420 px high, 840 + 840 px wide plus a gap of 4.
+    check_figure(out, "fig2", panels, (420, 840 + 840 + 4), canonical=True)
     metrics = json.loads((out / "metrics.json").read_text())
     for panel in panels:
         assert {"grid_plausibility", "prior_grid_plausibility", "grid_ranges"} <= set(metrics[panel])
-    # Learned frames against the RTS ground truth: the RTS panel only.
-    assert "theta_truth_correlation" not in metrics["fig2_mnist"]
+    # Learned frames against the RTS ground truth: only the panel that learns frames.
+    assert "theta_truth_correlation" not in metrics["fig1_rts_mnist"]
+    # Where each number comes from: the command, the machine and the package version.
+    assert {"command", "keras_ace_version", "backend", "wall_time_s"} <= set(metrics["run"])
     # What the correlations are is tested on known frames (test_truth_correlation_of_known_frames).
     assert set(metrics["fig2_rts_mnist"]["theta_truth_correlation"]) == {"angle", "scale", "shift_x", "shift_y"}
     # The -log p(x) written is the saved model's estimate on the first test images, measured again here.
@@ -75,14 +77,14 @@ def test_fig2_draws_and_measures_its_panels(tmp_path):
     assert (m["nll_estimate_samples"], m["nll_estimate_images"]) == (20, 30)
     assert m["test_nll_estimate_nats"] == pytest.approx(estimate.mean(), rel=1e-5)
     np.testing.assert_allclose(np.load(out / "fig2_rts_mnist.nll_estimate.npy"), estimate, rtol=1e-5)
-    for name in ("fig2_annotated.png", "curves.png", "history_fig2_mnist.csv", "fig2_mnist.settings.json"):
+    for name in ("fig2_annotated.png", "curves.png", "history_fig1_rts_mnist.csv", "fig2_rts_mnist.settings.json"):
         assert (out / name).exists(), name
     # --from-models redraws without training: no new models, no metrics rewritten.
     before = (out / "metrics.json").stat().st_mtime
     redraw = tmp_path / "redraw"
     stdout = run("fig2.py", "--quick", "--from-models", str(out), "--output-dir", str(redraw))
     assert "Training" not in stdout
-    assert pixel_size(redraw / "fig2.png") == (420, 1404)
+    assert pixel_size(redraw / "fig2.png") == (420, 1684)
     assert (out / "metrics.json").stat().st_mtime == before
 
 

@@ -24,7 +24,7 @@ CONV_AE = {"encoder": "conv", "conv_filters": (32, 64), "decoder_units": 1500, "
 AUTO_ENCODERS = {"dense": DENSE_AE, "conv": CONV_AE}
 
 
-# What box 0.4 reads outside the image (docs/results.md, the border experiment). CIFAR-10:
+# What box 0.4 reads outside the image (docs/results.md, what was tried). CIFAR-10:
 # the nearest edge pixel, as the Theano-era transformers did: at equal steps the bound is
 # 34 nats better and the frames move, turn and stretch; with zeros a bright border pixel
 # whose pre-image leaves the canvas costs up to 13.8 nats. The MNIST family keeps zeros,

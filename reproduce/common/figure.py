@@ -12,11 +12,11 @@ from data_tools.pictures import side_by_side
 from keras_ace import distributed
 from keras_ace import runtime
 from keras_ace.models.presets import PRESETS
-from common.config import QUICK_SKIPPED_DATASETS
 from common.config import RunConfig
 from common.config import add_arguments
 from common.config import write_json
 from common.metrics import machine
+from common.metrics import run_record
 from common.metrics import panel_metrics
 from common.pictures import manifold_values
 from common.pictures import panel_title
@@ -36,20 +36,27 @@ def training_minutes(metrics):
     return f" ({seconds / 60:.0f} min of training)" if seconds is not None else ""
 
 
-def run_figure(config, panels, picture):
+def chosen_panels(config, panels, quick_panels):
+    """The panels a run draws: `--panels` (any of the figure's), else quick mode's or the full figure's."""
+    if config.panels is not None:
+        return [p for p in dict.fromkeys((*panels, *quick_panels)) if p in config.panels]
+    if config.quick and quick_panels:
+        print(f"Quick mode draws {', '.join(quick_panels)} (full mode: {', '.join(panels)}).", flush=True)
+        return list(quick_panels)
+    return list(panels)
+
+
+def run_figure(config, panels, picture, quick_panels=()):
     """Trains (or loads) each panel, writes `<figure>.png`, `config.json` and `metrics.json`.
 
-    With `config.from_models`, loads the panels from that folder and only redraws.
+    `quick_panels`: what quick mode draws instead of `panels` (empty: the same). With
+    `config.from_models`, loads the panels from that folder and only redraws.
     """
     import time
 
     start = time.time()
     os.makedirs(config.output_dir, exist_ok=True)
-    panels = [p for p in panels if config.panels is None or p in config.panels]
-    skipped = [p for p in panels if config.quick and PRESETS[p]["dataset"] in QUICK_SKIPPED_DATASETS]
-    panels = [p for p in panels if p not in skipped]
-    if skipped:
-        print(f"Quick mode leaves out {', '.join(skipped)} (full mode draws it).", flush=True)
+    panels = chosen_panels(config, panels, quick_panels)
     if config.from_models:
         models = [load_panel(p, config.from_models) for p in panels]
     elif config.distribute:
@@ -77,8 +84,6 @@ def run_figure(config, panels, picture):
                + "; ".join(f"{p} {panel_steps(p, config)} steps{training_minutes(metrics[p])}" for p in panels)
                + f"; {metrics['wall_time_s'] / 60:.1f} min for this run on {keras.backend.backend()}. Samples and grids "
                "judged by an independent CNN: the fraction recognised as their class (chance 10%).")
-    if skipped:
-        caption += f" Not in quick mode: {', '.join(skipped)}."
     if all(g is None for g in grids):
         caption += ("\nEach horse grid is the horse decoder's output over its 2-D latent grid, drawn in the canonical "
                     "frame: no frame or colour statistics applied.")
@@ -88,6 +93,7 @@ def run_figure(config, panels, picture):
     annotated = os.path.join(config.output_dir, f"{config.figure}_annotated.png")
     save_annotated_png(pictures, [panel_title(p, metrics[p]) for p in panels], caption, annotated)
     metrics["machine"] = machine()
+    metrics["run"] = run_record(start)
     write_json(dataclasses.asdict(config), os.path.join(config.output_dir, "config.json"))
     write_json(metrics, figure_metrics)
     save_curves(panels, config.output_dir, os.path.join(config.output_dir, "curves.png"))
@@ -100,8 +106,8 @@ def run_figure(config, panels, picture):
     return metrics
 
 
-def main(figure, panels, picture, description, argv=None):
-    """The whole command line of a figure script."""
+def main(figure, panels, picture, description, argv=None, quick_panels=()):
+    """The whole command line of a figure script (`quick_panels`: what `--quick` draws, if not `panels`)."""
     import argparse
 
     if argv is None:  # this process's own command line (not a test's call): it may be started again
@@ -110,7 +116,7 @@ def main(figure, panels, picture, description, argv=None):
     from data_tools.files import DamagedFileError
     from data_tools.sources import DataNotFoundError
 
-    parser = add_arguments(argparse.ArgumentParser(description=description), figure, panels)
+    parser = add_arguments(argparse.ArgumentParser(description=description), figure, tuple(dict.fromkeys((*panels, *quick_panels))))
     config = RunConfig.from_args(figure, parser.parse_args(argv))
     if config.distribute:
         try:
@@ -118,7 +124,7 @@ def main(figure, panels, picture, description, argv=None):
         except ValueError as error:  # another backend, or a variable missing
             parser.exit(2, f"{figure}: error: {error}\n")
     try:
-        run_figure(config, panels, picture)
+        run_figure(config, panels, picture, quick_panels)
     except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
         # Errors of the user's data, folders or run: one line, no traceback.
         parser.exit(2, f"{figure}: error: {error}\n")

@@ -108,7 +108,9 @@ def likelihood(metrics):
 
 def panel_title(preset, metrics):
     """One panel's caption: what it is and how its samples and grid were judged."""
-    lines = [f"{preset}: test error {metrics['test_classification_error']:.1%}, {likelihood(metrics)}"]
+    symmetry = PRESETS[preset]["symmetry"]
+    lines = [f"{preset}, {'no' if symmetry is None else symmetry.replace('_', ' and ')} symmetry statistics",
+             f"test error {metrics['test_classification_error']:.1%}, {likelihood(metrics)}"]
     judged = f"samples judged {metrics['sample_plausibility']:.0%} (judge {metrics['judge_test_accuracy']:.0%})"
     if "grid_plausibility" in metrics:
         judged += f", grid {metrics['grid_plausibility']:.0%}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Figures 3 and 4 on the lent GPU machine with JAX, in one call of the device tool, and the
-# border/colour experiment of issue 25 beside them.
+# border and colour-inverse variants beside them.
 #
 # Run from the repository root there, with two git-ignored folders carried:
 #   device_wheels/  keras, namex and optree wheels for Python 3.12 (the machine has JAX, no Keras)

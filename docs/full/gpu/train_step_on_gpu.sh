@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Issue 21, item 4: ms per training step and % of the float32 matmul peak on the lent GPU (JAX),
+# ms per training step and % of the float32 matmul peak on the lent GPU (JAX),
 # for Figure 2's, 3's and 4's presets, trained four ways (benchmarks/train_step.py --how):
 # train_on_batch, fit, fit with steps_per_execution=10 (also with every class on every row in the
-# per-class layers, as before issue 21), and fit without XLA (eager).
+# per-class layers), and fit without XLA (eager).
 # Run from the repository root there with device_wheels/ carried (keras, namex, optree for
 # Python 3.12). Synthetic images (speed does not depend on them), so no data travels.
 # One JSON per preset in $OUT (written as each preset ends), gpu.txt, gpu_use.csv, run.log.
