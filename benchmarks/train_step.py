@@ -146,7 +146,7 @@ def main():
     from keras_ace.models.presets import PRESETS
 
     # As the figure scripts run (keras_ace.runtime); `GLIBC_TUNABLES=` (empty) times without.
-    runtime.relaunch_with_huge_pages()
+    runtime.configure()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="*", default=sorted(PRESETS))
     parser.add_argument("--how", nargs="*", default=["train_on_batch"],

@@ -1,16 +1,10 @@
 """keras_ace: auto-classifier-encoders with symmetry statistics (Georgiev 2015) on Keras 3."""
 
-from keras_ace import runtime
-
-# Before Keras imports TensorFlow, which reads its oneDNN setting then (`runtime.enable_onednn`),
-# and before JAX first computes: XLA reads its flags then (`runtime.configure_xla`).
-runtime.enable_onednn()
-runtime.configure_xla()
-
 from keras_ace import distributed
 from keras_ace import initializers
 from keras_ace import layers
 from keras_ace import models
+from keras_ace import runtime
 from keras_ace.models import ACE
 from keras_ace.models import AutoEncoder
 from keras_ace.models import Classifier

@@ -1,22 +1,29 @@
-"""Process settings that make training faster on a CPU, set before the work starts.
+"""Process settings that make training faster on a CPU: one explicit call, `configure()`.
 
-Three costs outside the model, measured on 2-core x86 CPUs (docs/speed.md):
+Importing keras_ace changes nothing outside it. A script that wants the speed of the figure
+scripts calls `keras_ace.runtime.configure()` first thing; the figure scripts, the
+benchmarks and `python -m keras_ace` do. Three costs outside the model, measured on 2-core
+x86 CPUs (docs/speed.md):
 
-- XLA:CPU in jaxlib 0.10 hands convolutions to YNNPACK, whose kernel gradient of a
-  3x3 convolution at 21x21x32 -> 64 takes 330 ms against Eigen's 67 ms (TensorFlow's
-  oneDNN: 25 ms). `configure_xla` takes convolutions away from YNNPACK (dots and
-  reductions stay there, where they are fast); keras_ace calls it when imported.
+- XLA:CPU in jaxlib 0.10 and 0.11 hands convolutions to YNNPACK, several times slower here
+  than Eigen for the presets' convolution gradients. `configure_xla` takes convolutions
+  away from YNNPACK (dots and reductions stay there, where they are fast).
 - glibc maps every large buffer afresh (XLA's temporaries each step, PyTorch's gradients),
   and with transparent huge pages on "madvise", as Debian ships them, the kernel faults
-  them in 4 KB at a time: writing a new 251 MB array takes 100 ms instead of 27.
-  `glibc.malloc.hugetlb=1` asks for huge pages. Even so the kernel zeroes every fresh
-  buffer again on every step (JAX, Figure 3: 1.2 GB of temporaries, 11 % of the step);
-  one arena, no `mmap` and no trimming keep freed memory in the heap for the next
-  step instead. glibc reads these settings only when a process starts, so
-  `relaunch_with_huge_pages` starts the process again with them.
+  them in 4 KB at a time and zeroes them again every step. `MALLOC_TUNABLES` asks for
+  huge pages, one arena, no `mmap` and no trimming, so freed memory stays in the heap for
+  the next step. The process keeps its peak memory until it ends.
 - TensorFlow turns its oneDNN kernels on by itself only on x86 CPUs with AVX-512 VNNI,
-  BF16 or AMX. On an AVX2 CPU (2-core AMD EPYC) they made Figure 3's training step 35 %
-  shorter. `enable_onednn` asks for them; TensorFlow reads the setting when imported.
+  BF16 or AMX; on AVX2 CPUs they shorten the presets' training steps. `enable_onednn`
+  asks for them.
+
+glibc and TensorFlow read their settings only when the process starts or first imports
+TensorFlow, and XLA when JAX first computes, so `configure()` starts the process again,
+with the same arguments, where a setting is missing.
+
+Example:
+>>> import keras_ace
+>>> keras_ace.runtime.configure()  # doctest: +SKIP
 """
 
 import os
@@ -40,32 +47,21 @@ ONEDNN_SETTING = "TF_ENABLE_ONEDNN_OPTS"
 X86 = ("x86_64", "amd64")
 
 
-def enable_onednn(environ=None):
-    """Sets `TF_ENABLE_ONEDNN_OPTS=1` on an x86 CPU, where the user has not set it.
-
-    TensorFlow reads it when first imported, so this counts only before that: keras_ace
-    calls it when imported (before it imports Keras), and `relaunch_with_huge_pages`
-    passes it on to the process it starts. Other backends never read it. Returns whether
-    it was set.
-    """
-    environ = os.environ if environ is None else environ
+def enable_onednn(environ):
+    """Sets `TF_ENABLE_ONEDNN_OPTS=1` in `environ` on an x86 CPU, where it is not set. Returns whether it was set."""
     if ONEDNN_SETTING in environ or platform.machine().lower() not in X86:
         return False
     environ[ONEDNN_SETTING] = "1"
     return True
 
 
-def configure_xla(environ=None):
-    """Adds `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` to `XLA_FLAGS`.
+def configure_xla(environ):
+    """Adds `--xla_cpu_experimental_ynn_fusion_type=-individual_convolution` to `XLA_FLAGS` in `environ`.
 
-    Only on the JAX backend, for a jaxlib known to have the flag, and where the user has
-    not set it. XLA reads its flags when JAX first computes, so this counts only when
-    called before that (keras_ace calls it when imported). Returns whether it was added.
+    Only on the JAX backend, for a jaxlib known to have the flag (XLA aborts on a flag it
+    does not know), and where the user has not set it. Returns whether it was added.
     """
-    import keras
-
-    environ = os.environ if environ is None else environ
-    if keras.backend.backend() != "jax":
+    if keras_backend(environ) != "jax":
         return False
     flags = environ.get("XLA_FLAGS", "")
     if YNN_FLAG in flags or _jaxlib_release() not in YNN_FLAG_JAXLIB:
@@ -74,23 +70,57 @@ def configure_xla(environ=None):
     return True
 
 
-def relaunch_with_huge_pages():
-    """Starts this Python process again with glibc asked for transparent huge pages and to keep freed memory.
+def keras_backend(environ):
+    """The backend Keras takes in a process with `environ`, found as Keras finds it, without importing Keras.
 
-    Does nothing where `GLIBC_TUNABLES` is set (the user's choice; `GLIBC_TUNABLES=`
-    turns this off) or where it cannot help: not Linux with glibc 2.35 or later, or
-    transparent huge pages not on "madvise". Call it first thing in a script's `main`
-    (never in a library function: it replaces the running process, same arguments).
-    The new process also gets TensorFlow's oneDNN kernels (`enable_onednn`), which a
-    script that imported Keras before keras_ace was too late to ask for.
+    `KERAS_BACKEND`, else the `backend` of `$KERAS_HOME/keras.json` (default `~/.keras`), else TensorFlow.
     """
-    if "GLIBC_TUNABLES" in os.environ or not _huge_pages_on_request():
-        return
-    os.environ["GLIBC_TUNABLES"] = MALLOC_TUNABLES
-    enable_onednn()
+    import json
+
+    if "KERAS_BACKEND" in environ:
+        return environ["KERAS_BACKEND"]
+    home = environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    try:
+        with open(os.path.join(home, "keras.json")) as f:
+            return json.load(f).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def enable_malloc_tunables(environ):
+    """Sets `GLIBC_TUNABLES` to `MALLOC_TUNABLES` in `environ` where it can help and the user has not set it.
+
+    `GLIBC_TUNABLES=` (empty) turns it off. Returns whether it was set.
+    """
+    if "GLIBC_TUNABLES" in environ or not _huge_pages_on_request():
+        return False
+    environ["GLIBC_TUNABLES"] = MALLOC_TUNABLES
+    return True
+
+
+def settings(environ=None):
+    """The process environment `configure()` starts with: `environ` (default `os.environ`) with the settings added."""
+    environ = dict(os.environ if environ is None else environ)
+    enable_onednn(environ)
+    configure_xla(environ)
+    enable_malloc_tunables(environ)
+    return environ
+
+
+def configure():
+    """Starts this Python process again with the CPU settings added; does nothing where they are all there.
+
+    Each setting is left alone where the environment already has it (the user's choice),
+    so the process started again finds them all and goes on. Call it first thing in a
+    script's `main`, never in a library function: it replaces the running process, same
+    arguments. Returns False where nothing was missing.
+    """
+    environ = settings()
+    if environ == dict(os.environ):
+        return False
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], environ)
 
 
 def _huge_pages_on_request():

@@ -31,11 +31,14 @@ from common.pictures import control_columns
 from common.runs import StaleModelError
 from common.runs import TrainingStopped
 from common.runs import train_panel
+from keras_ace import runtime
 
 PANELS = {"rts_mnist": "fig2_rts_mnist", "tc_mnist": "fig2_tc_mnist", "mnist": "fig2_mnist", "cifar10": "fig4_cifar10_spatial_color"}
 
 
 def main(argv=None):
+    if argv is None:  # this process's own command line (not a test's call): it may be started again
+        runtime.configure()
     parser = add_arguments(argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter), "control")
     parser.add_argument("--model", help="a saved ACE with symmetry statistics (default: train the data set's panel)")
     parser.add_argument("--dataset", default="rts_mnist", choices=sorted(PANELS))

@@ -22,6 +22,8 @@ import sys
 
 import numpy as np
 
+from keras_ace import runtime
+
 ASPECT_LIMIT = 1.3
 
 
@@ -37,6 +39,8 @@ def summary(values):
 
 
 def main(argv=None):
+    if argv is None:  # this process's own command line (not a test's call): it may be started again
+        runtime.configure()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=os.path.join("results", "fig2", "fig2_rts_mnist.keras"))
     parser.add_argument("--count", type=int, default=5000, help="frames of each kind")

@@ -15,9 +15,12 @@ import time
 from common.config import write_json
 from common.judge import cifar10_judge
 from common.metrics import run_record
+from keras_ace import runtime
 
 
 def main(argv=None):
+    if argv is None:  # this process's own command line (not a test's call): it may be started again
+        runtime.configure()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default=os.path.join("results", "judge"))
     parser.add_argument("--data-dir", help="folder with cifar10-jpeg.zip (else KERAS_ACE_DATA, cache, download)")

@@ -23,6 +23,8 @@ import sys
 
 import numpy as np
 
+from keras_ace import runtime
+
 BLURS = (0.0, 0.5, 1.0, 1.5)
 
 
@@ -59,6 +61,8 @@ def reconstruction_nats(model, x, y, blurs=BLURS, batch_size=250):
 
 
 def main(argv=None):
+    if argv is None:  # this process's own command line (not a test's call): it may be started again
+        runtime.configure()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--count", type=int, default=2000, help="test images")

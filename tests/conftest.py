@@ -1,6 +1,7 @@
 """Shared test set-up: real data from ../shared/data, a private cache, never the network."""
 
 import os
+import platform
 import sys
 import tempfile
 
@@ -16,9 +17,10 @@ os.environ.setdefault("KERAS_ACE_CACHE", os.path.join(tempfile.gettempdir(), "ke
 if os.path.isdir(SHARED_DATA):
     os.environ.setdefault("KERAS_ACE_DATA", SHARED_DATA)
 
-# Before any test imports Keras, as in a user's script: keras_ace asks for TensorFlow's oneDNN
-# kernels before Keras imports TensorFlow (`runtime.enable_onednn`), so the tests run the kernels users get.
-import keras_ace  # noqa: E402,F401
+# The kernels the figure scripts train with (`keras_ace.runtime.configure`), without starting
+# pytest again: TensorFlow's oneDNN kernels, read when Keras first imports TensorFlow.
+if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # On JAX most of the quick suite's time is XLA compiling tiny models, many of them the same
 # from test to test: a compilation cache shared by the tests (and by later runs) reuses them.

@@ -1,6 +1,6 @@
-"""keras_ace.runtime: the XLA flag and TensorFlow's oneDNN setting made when keras_ace is imported, and the
-relaunch with huge pages."""
+"""keras_ace.runtime: importing keras_ace changes nothing; `configure()` starts the process again with the CPU settings."""
 
+import json
 import os
 import platform
 import subprocess
@@ -13,32 +13,47 @@ from keras_ace import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+SETTINGS = ("TF_ENABLE_ONEDNN_OPTS", "XLA_FLAGS", "GLIBC_TUNABLES")
 
 
-@pytest.mark.skipif(keras.backend.backend() != "jax", reason="an XLA flag for JAX")
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_importing_keras_ace_leaves_the_environment_unchanged(backend):
+    """Keras is imported first, so that only what keras_ace itself does is compared."""
+    script = "import os, keras; before = dict(os.environ); import keras_ace; print(dict(os.environ) == before)"
+    env = {**{k: v for k, v in os.environ.items() if k not in SETTINGS}, "KERAS_BACKEND": backend}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env)
+    if "No module named" in out.stderr:
+        pytest.skip(f"{backend} is not installed")
+    assert out.stdout.split()[-1] == "True", out.stderr[-2000:]
+
+
 class TestConfigureXla:
-    def test_adds_the_flag_after_the_users_own(self, monkeypatch):
+    def test_adds_the_flag_after_the_users_own_on_jax(self, monkeypatch):
         monkeypatch.setattr(runtime, "_jaxlib_release", lambda: (0, 10))
-        environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+        environ = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
         assert runtime.configure_xla(environ)
         assert environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=2 {FLAG}"
 
     def test_keeps_a_users_setting_and_an_unknown_jaxlib_alone(self, monkeypatch):
         monkeypatch.setattr(runtime, "_jaxlib_release", lambda: (0, 10))
-        own = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
-        assert not runtime.configure_xla(own) and own == {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
+        own = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}
+        assert not runtime.configure_xla(own) and own["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="
         monkeypatch.setattr(runtime, "_jaxlib_release", lambda: (0, 9))  # XLA would abort on a flag it lacks
-        environ = {}
-        assert not runtime.configure_xla(environ) and environ == {}
+        environ = {"KERAS_BACKEND": "jax"}
+        assert not runtime.configure_xla(environ) and environ == {"KERAS_BACKEND": "jax"}
 
-    def test_set_in_this_process_when_keras_ace_was_imported(self):
-        assert FLAG in os.environ.get("XLA_FLAGS", "") or runtime._jaxlib_release() not in runtime.YNN_FLAG_JAXLIB
+    def test_no_flag_on_other_backends(self, monkeypatch):
+        monkeypatch.setattr(runtime, "_jaxlib_release", lambda: (0, 10))
+        for backend in ("tensorflow", "torch"):
+            environ = {"KERAS_BACKEND": backend}
+            assert not runtime.configure_xla(environ) and environ == {"KERAS_BACKEND": backend}
 
 
-@pytest.mark.skipif(keras.backend.backend() == "jax", reason="the other backends")
-def test_no_xla_flag_on_other_backends():
-    environ = {}
-    assert not runtime.configure_xla(environ) and environ == {}
+def test_the_backend_is_found_as_keras_finds_it(tmp_path):
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "torch"}))
+    assert runtime.keras_backend({"KERAS_HOME": str(tmp_path)}) == "torch"
+    assert runtime.keras_backend({"KERAS_HOME": str(tmp_path), "KERAS_BACKEND": "jax"}) == "jax"
+    assert runtime.keras_backend({"KERAS_HOME": str(tmp_path / "none")}) == "tensorflow"
 
 
 def test_enable_onednn_on_x86_unless_the_user_chose(monkeypatch):
@@ -53,7 +68,8 @@ def test_enable_onednn_on_x86_unless_the_user_chose(monkeypatch):
 
 
 ONEDNN_IN_TENSORFLOW = """
-import keras_ace
+from keras_ace import runtime
+runtime.configure()
 from tensorflow.python.util import _pywrap_util_port
 print(_pywrap_util_port.IsMklEnabled())
 """
@@ -61,14 +77,14 @@ print(_pywrap_util_port.IsMklEnabled())
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow" or platform.machine().lower() not in runtime.X86,
                     reason="TensorFlow's oneDNN setting, on x86")
-def test_tensorflow_imported_by_keras_ace_runs_onednn():
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+def test_tensorflow_runs_onednn_after_configure():
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     out = subprocess.run([sys.executable, "-c", ONEDNN_IN_TENSORFLOW], capture_output=True, text=True, cwd=ROOT,
                          env=env, check=True)
     assert out.stdout.split()[-1] == "True"
 
 
-# runtime.py alone, by its path: the relaunch needs nothing else (keras_ace's import takes seconds).
+# runtime.py alone, by its path: `configure` needs nothing else (keras_ace's import takes seconds).
 RELAUNCHED = """
 import importlib.util, os, sys
 spec = importlib.util.spec_from_file_location("runtime", os.path.join("keras_ace", "runtime.py"))
@@ -76,7 +92,7 @@ runtime = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(runtime)
 print("pid", os.getpid(), "tunables", repr(os.environ.get("GLIBC_TUNABLES")), "onednn",
       repr(os.environ.get("TF_ENABLE_ONEDNN_OPTS")), "args", sys.argv[1:], flush=True)
-runtime.relaunch_with_huge_pages()
+runtime.configure()
 """
 
 
@@ -87,8 +103,8 @@ def run_relaunched(env):
 
 
 @pytest.mark.skipif(not runtime._huge_pages_on_request(), reason="no glibc >= 2.35 with THP on madvise here")
-def test_relaunches_once_with_huge_pages_and_the_same_arguments():
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "TF_ENABLE_ONEDNN_OPTS")}
+def test_configure_starts_the_process_again_once_with_the_settings_and_the_same_arguments():
+    env = {**{k: v for k, v in os.environ.items() if k not in SETTINGS}, "KERAS_BACKEND": "tensorflow"}
     first, second = run_relaunched(env)
     assert first.split()[1] == second.split()[1]  # the same process, started again
     assert "tunables None" in first and f"tunables {runtime.MALLOC_TUNABLES!r}" in second
@@ -129,6 +145,7 @@ def test_the_relaunch_settings_reuse_a_freed_buffer_without_page_faults():
     assert second_faults(runtime.MALLOC_TUNABLES) < 16
 
 
-def test_a_users_glibc_tunables_turn_the_relaunch_off():
-    (only,) = run_relaunched({**os.environ, "GLIBC_TUNABLES": ""})
-    assert "tunables ''" in only
+def test_configure_leaves_a_users_own_settings_alone():
+    env = {**os.environ, "GLIBC_TUNABLES": "", "TF_ENABLE_ONEDNN_OPTS": "0", "KERAS_BACKEND": "tensorflow"}
+    (only,) = run_relaunched(env)  # nothing missing: not started again
+    assert "tunables ''" in only and "onednn '0'" in only

@@ -111,7 +111,7 @@ def main(figure, panels, picture, description, argv=None, quick_panels=()):
     import argparse
 
     if argv is None:  # this process's own command line (not a test's call): it may be started again
-        runtime.relaunch_with_huge_pages()
+        runtime.configure()
 
     from data_tools.files import DamagedFileError
     from data_tools.sources import DataNotFoundError

@@ -85,6 +85,20 @@ def train_judge(dataset, config, canonical=False):
     return judge, accuracy
 
 
+def panel_judge(dataset, config):
+    """The judge of a panel's samples: `(model, test accuracy, test accuracy per class)`.
+
+    CIFAR-10 in full mode: the cached residual CNN (`cifar10_judge`); otherwise the plain
+    CNN trained by the run (`train_judge`).
+    """
+    if dataset == "cifar10" and not config.quick:
+        judge, record = cifar10_judge(config.data_dir)
+        return judge, record["test_accuracy"], record["test_accuracy_per_class"]
+    judge, accuracy = train_judge(dataset, config)
+    x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
+    return judge, accuracy, per_class_accuracy(judge, x_test, y_test)
+
+
 def judged_accuracy(judge, images, class_id):
     return float(np.mean(np.argmax(judge.predict(images, batch_size=500, verbose=0), -1) == class_id))
 
@@ -176,9 +190,9 @@ def train_cifar10_judge(x, y, epochs=CIFAR10_JUDGE_EPOCHS, seed=0, verbose=2):
 
 
 def per_class_accuracy(judge, x, y, num_classes=10):
-    """The judge's accuracy on the images of each class."""
+    """The judge's accuracy on the images of each class (None for a class with no images)."""
     predicted = np.argmax(judge.predict(x, batch_size=500, verbose=0), -1)
-    return [float(np.mean(predicted[y == c] == c)) for c in range(num_classes)]
+    return [float(np.mean(predicted[y == c] == c)) if np.any(y == c) else None for c in range(num_classes)]
 
 
 def cifar10_judge(data_dir=None):

@@ -10,6 +10,7 @@ from data_tools import files
 from keras_ace.models.presets import PRESETS
 from common.config import load_split
 from common.judge import judged_accuracy
+from common.judge import panel_judge
 from common.judge import train_judge
 from common.pictures import HORSE
 from common.pictures import MANIFOLD_GRID
@@ -39,7 +40,7 @@ def panel_metrics(model, preset, config, grid_values):
     # Per image, for paired comparisons of panels on the same test images.
     with files.atomic_write(os.path.join(config.output_dir, f"{preset}.nll_estimate.npy"), "wb") as f:
         np.save(f, estimate)
-    judge, judge_accuracy = train_judge(dataset, config)
+    judge, judge_accuracy, judge_per_class = panel_judge(dataset, config)
     per_class = [
         judged_accuracy(judge, model.sample(c, config.samples_per_class, seed=config.seed + c), c)
         for c in range(model.num_classes)
@@ -55,12 +56,18 @@ def panel_metrics(model, preset, config, grid_values):
         "sample_plausibility": float(np.mean(per_class)),
         "sample_plausibility_per_class": per_class,
         "judge_test_accuracy": judge_accuracy,
+        "judge_test_accuracy_per_class": judge_per_class,
         "test_images": int(len(x_test)),
         "training_steps": panel_steps(preset, config),
         **{f"training_{k}": v for k, v in training_record(preset, config.output_dir).items() if k != "epoch_wall_times_s"},
     }
     if dataset == "cifar10":
-        metrics["horse_grid_background_saturation"] = background_saturation(centre_of_2d_grid(model, HORSE))
+        horses = centre_of_2d_grid(model, HORSE)
+        real_horses = x_test[y_test == HORSE]
+        metrics["horse_grid_background_saturation"] = background_saturation(horses)
+        metrics["horse_grid_background_green"] = background_green(horses)
+        metrics["real_horse_background_saturation"] = background_saturation(real_horses)
+        metrics["real_horse_background_green"] = background_green(real_horses)
         if model.symmetry is not None:
             metrics["frame_spread"] = frame_spread(model, x_test)
         return metrics
@@ -125,13 +132,28 @@ def background_saturation(images, border=BACKGROUND_BORDER):
 
     Figure 4's claim: colour statistics subdue the background of the decoded horses.
     """
-    images = np.asarray(images, np.float32).reshape(-1, *np.shape(images)[-3:])
-    ring = np.ones(images.shape[1:3], bool)
-    ring[border:-border, border:-border] = False
-    pixels = images[:, ring]  # (N, ring pixels, 3)
+    pixels = background_ring(images, border)  # (N, ring pixels, 3)
     brightest = pixels.max(-1)
     saturation = np.where(brightest > 0, (brightest - pixels.min(-1)) / np.maximum(brightest, 1e-6), 0.0)
     return float(saturation.mean())
+
+
+def background_ring(images, border=BACKGROUND_BORDER):
+    """The outer `border` pixels of (..., H, W, 3) images: (N, ring pixels, 3)."""
+    images = np.asarray(images, np.float32).reshape(-1, *np.shape(images)[-3:])
+    ring = np.ones(images.shape[1:3], bool)
+    ring[border:-border, border:-border] = False
+    return images[:, ring]
+
+
+def background_green(images, border=BACKGROUND_BORDER):
+    """Mean excess of green over the mean of red and blue, G - (R + B) / 2, in the outer `border` pixels.
+
+    Figure 4's caption: with colour statistics "the green background is subdued". Positive
+    where the background is green (grass, trees), negative where it is red or blue.
+    """
+    pixels = background_ring(images, border)
+    return float(np.mean(pixels[..., 1] - 0.5 * (pixels[..., 0] + pixels[..., 2])))
 
 
 def frame_spread(model, x):
