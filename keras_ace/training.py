@@ -39,10 +39,12 @@ class TrainingConfig:
 
     @classmethod
     def for_dataset(cls, dataset, **overrides):
+        """Appendix A's settings for a data set; `steps_per_epoch` counts its training set at the batch size given."""
         _check_dataset(dataset)
+        batch_size = overrides.get("batch_size", cls.batch_size)
         config = cls(
             learning_rate=0.0005 if dataset == "cifar10" else 0.0015,
-            steps_per_epoch=math.ceil(TRAIN_SIZES[dataset] / cls.batch_size),
+            steps_per_epoch=math.ceil(TRAIN_SIZES[dataset] / batch_size),
         )
         return dataclasses.replace(config, **overrides)
 

@@ -189,6 +189,35 @@ class TestConstruction:
         steps, rate = steps_and_rate()
         assert steps == 5 and rate == pytest.approx(start * np.exp(-(5 / 4) / 50), rel=1e-5)  # 4 steps an epoch now
 
+    def test_a_batch_size_given_to_the_training_config_counts_its_steps(self):
+        assert keras_ace.TrainingConfig.for_dataset("mnist", batch_size=100).steps_per_epoch == 600
+        assert keras_ace.TrainingConfig.for_dataset("cifar10").steps_per_epoch == 200
+
+    def test_the_decay_counts_the_steps_of_a_pydataset(self):
+        """A data set's epoch is its length, whatever the batch size the config was made with."""
+        x, y = tiny_data(200)
+
+        class Batches(keras.utils.PyDataset):
+            def __len__(self):
+                return 4
+
+            def __getitem__(self, index):
+                return x[50 * index : 50 * (index + 1)], y[50 * index : 50 * (index + 1)]
+
+        model = tiny_ace()
+        model.fit(Batches(), epochs=1, verbose=0)
+        assert model.optimizer.learning_rate_schedule.steps_per_epoch == 4
+
+    def test_validation_split_and_data_by_position(self):
+        """fit(x, y, batch_size, epochs, verbose, callbacks, validation_split): Keras' order, the split counted."""
+        x, y = tiny_data(200)
+        model = tiny_ace()
+        history = model.fit(x, y, 50, 1, 0, None, 0.5)
+        assert model.optimizer.learning_rate_schedule.steps_per_epoch == 2  # 100 training images, batch 50
+        assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2 and "val_loss" in history.history
+        history = model.fit(x, y, 50, 1, 0, None, 0.0, (x[:20], y[:20]))
+        assert "val_loss" in history.history
+
     def test_steps_per_execution_reaches_fit(self):
         """`TrainingConfig.steps_per_execution` runs several steps per call; every batch is still one step."""
         x, y = tiny_data(200)
@@ -429,6 +458,43 @@ def test_seeded_sampling_is_reproducible_and_varies():
     np.testing.assert_array_equal(a, b)
     assert np.abs(a - c).max() > 0
     assert a.shape == (4, 16, 16, 1) and a.min() >= 0 and a.max() <= 1
+
+
+def test_inference_leaves_the_training_and_generation_streams_alone():
+    """classify, reconstruct, control, predict and evaluate draw no training noise; sample has its own stream."""
+    x, y = tiny_data(8)
+    model, twin = tiny_ace(), tiny_ace()
+    for m in (model, twin):
+        m.build()
+    twin.set_weights(model.get_weights())
+    def training_stream():
+        return np.array(keras.ops.convert_to_numpy(model.auto_encoder.latent_sampler.seed_generator.state))
+
+    before = training_stream()
+    model.classify(x)
+    model.reconstruct(x)
+    model.predict(x, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    np.testing.assert_array_equal(training_stream(), before)
+    with pytest.warns(UserWarning, match="No frame prior has been fitted"):
+        np.testing.assert_allclose(model.sample(3, 4), twin.sample(3, 4), atol=1e-6)
+    # Evaluation is the same number every time.
+    assert model.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+
+
+def test_fit_fits_the_frame_prior_from_a_pydataset():
+    x, y = tiny_data(40)
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, index):
+            return x[20 * index : 20 * (index + 1)], y[20 * index : 20 * (index + 1)]
+
+    model = tiny_ace()
+    model.fit(Batches(), epochs=1, verbose=0)
+    assert model.symmetry_net.frame_prior.is_fitted
 
 
 def test_backup_and_restore_resumes_an_interrupted_run(tmp_path):

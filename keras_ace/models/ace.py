@@ -1,6 +1,7 @@
 """The auto-classifier-encoder with symmetry statistics (Figure 5): its parts, box 0.4 and the loss."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -32,6 +33,8 @@ PROBABILITY_EPSILON = 1e-6
 COLOR_INVERSES = ("canonicalize", "to_observation")
 # What files saved before 0.3 were trained with; `from_config` fills them in.
 BEFORE_0_3 = {"padding": "zeros", "color_inverse": "to_observation"}
+# The seed of inference's latent noise (evaluate's one-sample bound) for a model built without one.
+INFERENCE_SEED = 1511
 # Appendix A trains with batches of 250: `ACE.fit`'s default for arrays.
 BATCH_SIZE = 250
 # Rows (images times their samples) per pass of `nll_estimate`: on a 2-core CPU 1,000
@@ -50,6 +53,38 @@ def bernoulli_nll(x, probabilities):
     p = ops.clip(probabilities, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
     nll = -(x * ops.log(p) + (1.0 - x) * ops.log(1.0 - p))
     return ops.sum(ops.reshape(nll, (ops.shape(nll)[0], -1)), axis=-1)
+
+
+def steps_per_epoch(x, batch_size, validation_split=0.0):
+    """Optimizer steps in one epoch of `fit(x)`: arrays and a batch size, a `PyDataset`'s
+    length or a `tf.data` data set's cardinality; None where it is not known."""
+    if len(getattr(x, "shape", ())) == 4:
+        return max(1, math.ceil(len(x) * (1.0 - validation_split) / batch_size))
+    if isinstance(x, keras.utils.PyDataset):
+        return len(x)
+    cardinality = getattr(x, "cardinality", None)  # tf.data; -1 infinite, -2 unknown
+    if cardinality is not None and int(cardinality()) > 0:
+        return int(cardinality())
+    return None
+
+
+def first_images(x, count):
+    """The first `count` finite images of `fit`'s input as NumPy (N, H, W, C): arrays, a `PyDataset` or a data set
+    of `(images, labels)` or images batches. A batch with NaN or Inf is left out, as training skipped it."""
+    if len(getattr(x, "shape", ())) == 4:
+        x = np.asarray(x[:count], np.float32)
+        return x[np.isfinite(x).reshape(len(x), -1).all(axis=1)]
+    batches = (x[i] for i in range(len(x))) if isinstance(x, keras.utils.PyDataset) else iter(x)
+    images, seen = [], 0
+    for batch in batches:
+        batch = np.asarray(ops.convert_to_numpy(batch[0] if isinstance(batch, (tuple, list)) else batch), np.float32)
+        if not np.isfinite(batch).all():
+            continue
+        images.append(batch)
+        seen += len(batch)
+        if seen >= count:
+            break
+    return np.concatenate(images)[:count] if images else np.zeros((0,), np.float32)
 
 
 @keras_ace_export
@@ -163,8 +198,11 @@ class ACE(GenerationAndControl, keras.Model):
             "per_class_decoders": per_class_decoders, "padding": padding, "color_inverse": color_inverse,
         }  # fmt: skip
 
-        # Two seeds drawn from one: the latents' and the symmetry statistics' samplers.
-        seeds = [None, None] if seed is None else [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, 2)]
+        # Seeds drawn from one: the latents' and the symmetry statistics' samplers (training),
+        # the one-sample noise of inference, and `sample`'s own stream (generation).
+        seeds = [None] * 4 if seed is None else [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, 4)]
+        self.inference_seed = INFERENCE_SEED if seeds[2] is None else seeds[2]
+        self.generation_seed = seeds[3]
         if symmetry is not None:
             self.symmetry_net = SymmetryStatisticsNet(
                 symmetry, ssn_filters, ssn_kernel_size, ssn_units, sampling, symmetry_prior_scale,
@@ -244,7 +282,10 @@ class ACE(GenerationAndControl, keras.Model):
         outputs["canonical"] = x
         outputs["class_logits"] = self.classifier(x, training=training)
         outputs["latent_loc"], outputs["latent_log_scale"] = self.auto_encoder.encode(x)
-        outputs["noise"] = self.auto_encoder.latent_sampler.noise((ops.shape(x)[0], self.latent_dim))
+        # Training draws from the latent sampler's stream; inference (evaluate's bound) from a
+        # fixed seed, so that classify, evaluate or predict never move the training stream.
+        seed = None if training else self.inference_seed
+        outputs["noise"] = self.auto_encoder.latent_sampler.noise((ops.shape(x)[0], self.latent_dim), seed=seed)
         return outputs
 
     # ----------------------------------------------------------------- the loss and the bound
@@ -410,18 +451,19 @@ class ACE(GenerationAndControl, keras.Model):
         """
         validation.check_training_data(x, y, self.image_shape, self.num_classes)
 
-    def fit(self, x=None, y=None, batch_size=None, *args, validation_data=None, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, *args, **kwargs):
         """`keras.Model.fit`; NumPy images and labels are checked before training starts.
 
         For arrays, `batch_size` defaults to the paper's 250 (`self.batch_size`, which
         `compile_ace` sets from its `TrainingConfig`), not Keras' 32; and an `EpochDecay`
-        learning rate is told how many steps an epoch has at this batch size, so that it
-        decays over the same epochs whatever the batch size (one batch size per run).
+        learning rate is told how many steps an epoch has, from the arrays and the batch
+        size, a `PyDataset`'s length, a data set's cardinality or `steps_per_epoch`, so
+        that it decays over the same epochs whatever the batch size (one per run).
 
-        With symmetry statistics and NumPy images, the frame prior that `sample` draws
-        from is fitted afterwards to the statistics the net infers on (up to
-        `FRAME_PRIOR_IMAGES` of) the training images; for other inputs call
-        `fit_frame_prior` yourself.
+        With symmetry statistics, the frame prior that `sample` draws from is fitted
+        afterwards to the statistics the net infers on the first `FRAME_PRIOR_IMAGES`
+        training images, whatever the input (arrays, a `PyDataset`, a `tf.data` data set).
 
         Over several processes (`keras_ace.distributed`), every process passes the whole
         arrays and feeds its share of each global batch of `batch_size` rows (validation
@@ -434,14 +476,22 @@ class ACE(GenerationAndControl, keras.Model):
             self.build()  # weights exist before callbacks (e.g. BackupAndRestore) look
         if len(getattr(x, "shape", ())) == 4:  # arrays, not a data set
             batch_size = batch_size or self.batch_size
-            self._count_epochs_in_steps(len(x) * (1.0 - kwargs.get("validation_split", 0.0)), batch_size)
+        steps = kwargs.get("steps_per_epoch") or steps_per_epoch(x, batch_size, validation_split)
+        if steps:
+            self._count_epochs_in_steps(steps)
         arrays = x
         if distributed.process_count() > 1:
             x, y, batch_size, validation_data = self._process_share(x, y, batch_size, validation_data)
         with distributed.failure_named():
-            history = super().fit(x, y, batch_size, *args, validation_data=validation_data, **kwargs)
-        if self.symmetry is not None and isinstance(arrays, np.ndarray):
-            self.fit_frame_prior(arrays[:FRAME_PRIOR_IMAGES])
+            history = super().fit(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                                  *args, **kwargs)
+        if self.symmetry is not None:
+            images = first_images(arrays, FRAME_PRIOR_IMAGES)
+            if len(images):
+                self.fit_frame_prior(images)
+            else:
+                warnings.warn("fit could not read back training images to fit the frame prior of `sample`: "
+                              "call `fit_frame_prior(x_train)`.", stacklevel=2)
         return history
 
     def _process_share(self, x, y, batch_size, validation_data=None):
@@ -459,10 +509,9 @@ class ACE(GenerationAndControl, keras.Model):
             validation_data = tuple(part[held_out] for part in validation_data)
         return x[rows], None if y is None else np.asarray(y)[rows], share, validation_data
 
-    def _count_epochs_in_steps(self, images, batch_size):
+    def _count_epochs_in_steps(self, steps):
         """Tells an `EpochDecay` learning rate the steps per epoch of this `fit`."""
         schedule = getattr(self.optimizer, "learning_rate_schedule", None)
-        steps = max(1, math.ceil(images / batch_size))
         if isinstance(schedule, EpochDecay) and schedule.steps_per_epoch != steps:
             schedule.steps_per_epoch = steps
             # A compiled step holds the old count as a constant: `fit` traces a new one

@@ -6,6 +6,7 @@ takes and returns NumPy arrays.
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -59,7 +60,17 @@ class GenerationAndControl:
             yield x[start : start + batch_size]
 
     def _seed_generator(self, seed):
-        return keras.random.SeedGenerator(seed) if seed is not None else self.auto_encoder.latent_sampler.seed_generator
+        """A stream for new draws: `seed`'s own, or the model's generation stream, never the training one.
+
+        The generation stream starts from the model's seed when it is built or loaded; it
+        is not saved with the model (Keras saves no `SeedGenerator` state).
+        """
+        if seed is not None:
+            return keras.random.SeedGenerator(seed)
+        if getattr(self, "_generation_stream", None) is None:
+            # Set past Keras' attribute tracking: a stream of draws, not a weight of the model.
+            object.__setattr__(self, "_generation_stream", keras.random.SeedGenerator(self.generation_seed))
+        return self._generation_stream
 
     def _require_symmetry_net(self):
         if self.symmetry is None:
@@ -176,6 +187,9 @@ class GenerationAndControl:
         """`None` means the fitted frame prior where `fit` (or `fit_frame_prior`) fitted one."""
         fitted = self.symmetry is not None and self.symmetry_net.frame_prior.is_fitted
         if frames is None:
+            if self.symmetry is not None and not fitted:
+                warnings.warn("No frame prior has been fitted (`fit` fits one, or `fit_frame_prior(x_train)`): new "
+                              "frames come from the unit prior of training. Pass frames='prior' to choose it.", stacklevel=3)
             return "fitted" if fitted else "prior"
         check_choice(frames, FRAMES, "frames")
         if frames == "fitted" and not fitted:
