@@ -41,7 +41,7 @@ def reconstruction_nats(model, x, y, blurs=BLURS, batch_size=250):
     from keras import ops
     from scipy.ndimage import gaussian_filter
 
-    from keras_ace.models.ace import bernoulli_nll
+    from keras_ace.models.likelihood import bernoulli_nll
     from keras_ace.models.auto_encoder import class_rows
 
     totals = {frame: {s: 0.0 for s in blurs} for frame in ("learned", "scale 1")}
