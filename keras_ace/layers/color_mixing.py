@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_ace.api_export import keras_ace_export
-from keras_ace.backend_ops import guard_determinant
+from keras_ace.layers.spatial_transformer import guard_determinant
 
 
 def invert_3x3(matrix, min_determinant=1e-3):

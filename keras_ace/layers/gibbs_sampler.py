@@ -7,7 +7,8 @@ from keras import ops
 
 from keras_ace.api_export import keras_ace_export
 
-DISTRIBUTIONS = ("gaussian", "laplacian")
+# The latent densities' families (eq. 3.1).
+FAMILIES = ("gaussian", "laplacian")
 
 
 @keras_ace_export
@@ -46,8 +47,8 @@ class GibbsSampler(keras.layers.Layer):
 
     def __init__(self, distribution="gaussian", prior_scale=1.0, log_scale_bounds=(-7.0, 5.0), seed=None, **kwargs):
         super().__init__(**kwargs)
-        if distribution not in DISTRIBUTIONS:
-            raise ValueError(f"Expected distribution in {DISTRIBUTIONS}. Received: distribution={distribution!r}")
+        if distribution not in FAMILIES:
+            raise ValueError(f"Expected distribution in {FAMILIES}. Received: distribution={distribution!r}")
         if not prior_scale > 0:
             raise ValueError(f"prior_scale must be positive. Received: prior_scale={prior_scale}")
         low, high = log_scale_bounds

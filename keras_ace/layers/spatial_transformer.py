@@ -15,7 +15,6 @@ from keras import ops
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.backend_ops import gather_pixels
-from keras_ace.backend_ops import guard_determinant
 
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 # What a point outside the input reads: "zeros", or "border", the nearest edge pixel.
@@ -242,3 +241,9 @@ def frame_geometry(theta, image_size):
         "aspect": singular[:, 0] / np.maximum(singular[:, 1], 1e-12),
         "shift": theta[:, :, 2] * np.asarray([(width - 1) / 2.0, (height - 1) / 2.0]),
     }
+
+
+def guard_determinant(det, min_determinant):
+    """Determinants smaller than `min_determinant` in magnitude replaced by `+/- min_determinant` (sign kept, 0 as +)."""
+    sign = ops.where(det < 0, -ops.ones_like(det), ops.ones_like(det))
+    return ops.where(ops.abs(det) < min_determinant, sign * min_determinant, det)
