@@ -43,7 +43,8 @@ def check_theta_gradient(loss, theta0, eps=1e-3):
 
 def functional_model(layer, input_shapes):
     inputs = [keras.Input(shape) for shape in input_shapes]
-    return keras.Model(inputs, layer(inputs if len(inputs) > 1 else inputs[0]))
+    inputs = inputs if len(inputs) > 1 else inputs[0]  # one input as itself, as the model is called
+    return keras.Model(inputs, layer(inputs))
 
 
 class TestSpatialTransformer:

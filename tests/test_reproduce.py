@@ -29,6 +29,11 @@ PANEL_KEYS = {"test_classification_error", "test_nll_bound_nats", "test_nll_esti
               "sample_plausibility", "sample_plausibility_per_class", "judge_test_accuracy"}
 
 
+def built(model):
+    model.build()
+    return model
+
+
 def run(script, *args):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "reproduce", script), *args],
                             capture_output=True, text=True, cwd=ROOT)
@@ -246,7 +251,7 @@ def test_resume_skips_a_finished_panel(tmp_path, monkeypatch):
     from tests.test_model import tiny_ace
 
     config = run_config.RunConfig(figure="fig2", output_dir=str(tmp_path))
-    tiny_ace((28, 28, 1)).save(str(tmp_path / "fig2_mnist.keras"))
+    built(tiny_ace((28, 28, 1))).save(str(tmp_path / "fig2_mnist.keras"))
     run_config.write_json(runs.panel_settings("fig2_mnist", config), str(tmp_path / "fig2_mnist.settings.json"))
     monkeypatch.setattr(runs, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
     model = runs.train_panel("fig2_mnist", config)
@@ -271,7 +276,7 @@ def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeyp
     assert stopped.value.code == 2 and len(err) == 1 and re.search(r"^fig2: error: .*mnist\.npz is damaged", err[0]), err
 
     config = run_config.RunConfig(figure="fig2", output_dir=str(out))
-    tiny_ace((28, 28, 1)).save(str(out / "fig2_mnist.keras"))
+    built(tiny_ace((28, 28, 1))).save(str(out / "fig2_mnist.keras"))
     cut_short(out / "fig2_mnist.keras", keep=0.5)
     run_config.write_json(runs.panel_settings("fig2_mnist", config), str(out / "fig2_mnist.settings.json"))
     with pytest.raises(files.DamagedFileError, match=r"fig2_mnist\.keras is damaged or not a \.keras file"):
@@ -316,7 +321,7 @@ def test_a_model_trained_with_other_settings_is_not_reused(tmp_path, monkeypatch
     from tests.test_model import tiny_ace
 
     config = run_config.RunConfig(figure="fig2", output_dir=str(tmp_path), epochs=3)
-    tiny_ace((28, 28, 1)).save(str(tmp_path / "fig2_mnist.keras"))
+    built(tiny_ace((28, 28, 1))).save(str(tmp_path / "fig2_mnist.keras"))
     monkeypatch.setattr(runs, "load_split", lambda *a, **k: pytest.fail("tried to load data to train"))
     with pytest.raises(runs.StaleModelError, match="no record of its settings"):
         runs.train_panel("fig2_mnist", config)
