@@ -41,8 +41,8 @@ def reconstruction_nats(model, x, y, blurs=BLURS, batch_size=250):
     from keras import ops
     from scipy.ndimage import gaussian_filter
 
-    from keras_ace.models.likelihood import bernoulli_nll
     from keras_ace.models.auto_encoder import class_rows
+    from keras_ace.models.likelihood import bernoulli_nll
 
     totals = {frame: {s: 0.0 for s in blurs} for frame in ("learned", "scale 1")}
     for start in range(0, len(x), batch_size):
@@ -54,8 +54,8 @@ def reconstruction_nats(model, x, y, blurs=BLURS, batch_size=250):
         for frame, frame_theta in (("learned", theta), ("scale 1", unit_scale(theta))):
             for sigma in blurs:
                 drawn = canonical if sigma == 0 else gaussian_filter(canonical, (0, sigma, sigma, 0), mode="nearest")
-                observed = model.to_observation(ops.convert_to_tensor(drawn), ops.convert_to_tensor(frame_theta),
-                                                outputs.get("color"))
+                frame_of_batch = {**model.frame(outputs), "theta": ops.convert_to_tensor(frame_theta)}
+                observed = model.to_observation(ops.convert_to_tensor(drawn), frame_of_batch)
                 totals[frame][sigma] += float(np.sum(ops.convert_to_numpy(bernoulli_nll(batch, observed))))
     return {frame: {f"{s}": v / len(x) for s, v in by_sigma.items()} for frame, by_sigma in totals.items()}
 

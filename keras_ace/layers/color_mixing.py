@@ -29,7 +29,8 @@ class ColorMixing(keras.layers.Layer):
     """Applies a per-example 3x3 colour matrix to every pixel's RGB vector.
 
     `out[b, h, w, i] = sum_j M[b, i, j] * x[b, h, w, j]`. With `inverse=True` it applies
-    the inverse matrix instead (the decoder's side of box 0.4); a row-stochastic matrix
+    the inverse matrix instead (the canonicalising side of box 0.4 by default, see
+    `keras_ace.models.symmetries.ColorSymmetry`); a row-stochastic matrix
     keeps row sums of one under inversion but may get negative entries, so inverse
     outputs can leave [0, 1]. Determinants below `min_determinant` in magnitude are
     replaced by `+/- min_determinant`.

@@ -11,10 +11,7 @@ from keras_ace import distributed
 from keras_ace import validation
 from keras_ace.api_export import keras_ace_export
 from keras_ace.backend_ops import scale_loss_for_replicas
-from keras_ace.layers.color_mixing import ColorMixing
 from keras_ace.layers.spatial_transformer import PADDINGS
-from keras_ace.layers.spatial_transformer import SpatialTransformer
-from keras_ace.layers.spatial_transformer import invert_theta
 from keras_ace.models.auto_encoder import AutoEncoder
 from keras_ace.models.auto_encoder import class_rows
 from keras_ace.models.blocks import check_choice
@@ -23,14 +20,12 @@ from keras_ace.models.generation import FRAME_PRIOR_IMAGES
 from keras_ace.models.generation import GenerationAndControl
 from keras_ace.models import likelihood
 from keras_ace.models.likelihood import bernoulli_nll
-from keras_ace.models.symmetry_statistics_net import SYMMETRIES
+from keras_ace.models.symmetries import COLOR_INVERSES
+from keras_ace.models.symmetries import make_symmetries
+from keras_ace.models.symmetries import symmetry_kinds
 from keras_ace.models.symmetry_statistics_net import SymmetryStatisticsNet
 from keras_ace.optimizers import EpochDecay
 
-# Where the inverse of the colour statistics' matrix goes: "canonicalize" (the matrix,
-# row-stochastic, maps the decoded canonical image to the observation, so what the
-# likelihood sees stays in [0, 1]) or "to_observation" (files saved before 0.3).
-COLOR_INVERSES = ("canonicalize", "to_observation")
 # What files saved before 0.3 were trained with; `from_config` fills them in.
 BEFORE_0_3 = {"padding": "zeros", "color_inverse": "to_observation"}
 # The seed of inference's latent noise (evaluate's one-sample bound) for a model built without one.
@@ -85,8 +80,9 @@ class ACE(GenerationAndControl, keras.Model):
     - `symmetry_net`, a `SymmetryStatisticsNet` (boxes 0.2-0.3), when `symmetry` is
       set: the symmetry statistics, latent variables sampled in training, and from
       them the affine transform theta (and the colour matrix);
-    - box 0.4 (`canonicalize`): the input resampled with theta (then colour-mixed)
-      into the canonical frame, which the classifier and the auto-encoder see;
+    - box 0.4 (`canonicalize`), one `Symmetry` layer per kind (`symmetries`): the input
+      resampled with theta (then colour-mixed) into the canonical frame, which the
+      classifier and the auto-encoder see;
     - `classifier`, a `Classifier` (box C);
     - `auto_encoder`, an `AutoEncoder` (box AE): shared encoder, per-class latent
       blocks and decoders. The decoder draws in the canonical frame; the inverse of
@@ -106,7 +102,9 @@ class ACE(GenerationAndControl, keras.Model):
     Args:
         image_shape: `(height, width, channels)`.
         num_classes: the number of classes K.
-        symmetry: `None`, `"spatial"` or `"spatial_color"` (RGB only).
+        symmetry: `None`, `"spatial"`, `"spatial_color"` (RGB only) or a tuple of
+            registered symmetry names, in the order box 0.4 applies them
+            (`keras_ace.models.symmetries`; a new kind is one class and one registration).
         encoder, encoder_units, conv_filters, decoder_units, latent_dim, sampling,
             prior_scale, per_class_decoders: the `AutoEncoder`'s arguments.
         classifier_filters, classifier_units, input_dropout, hidden_dropout,
@@ -168,11 +166,12 @@ class ACE(GenerationAndControl, keras.Model):
             raise ValueError(f"image_shape must be (height, width, channels). Received: image_shape={image_shape}")
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
-        check_choice(symmetry, (None, *SYMMETRIES), "symmetry")
+        kinds = symmetry_kinds(symmetry)
         check_choice(padding, PADDINGS, "padding")
         check_choice(color_inverse, COLOR_INVERSES, "color_inverse")
-        if symmetry == "spatial_color" and image_shape[-1] != 3:
-            raise ValueError(f"symmetry='spatial_color' needs RGB images. Received: image_shape={image_shape}")
+        if "color" in kinds and image_shape[-1] != 3:
+            raise ValueError(f"symmetry={symmetry!r} needs RGB images. Received: image_shape={image_shape}")
+        symmetry = symmetry if symmetry is None or isinstance(symmetry, str) else tuple(symmetry)
         self.image_shape, self.num_classes, self.symmetry, self.seed = image_shape, int(num_classes), symmetry, seed
         # Every argument of the net, for `get_config`; the parts hold them as their own.
         self.settings = {
@@ -191,16 +190,13 @@ class ACE(GenerationAndControl, keras.Model):
         seeds = [None] * 4 if seed is None else [int(s) for s in np.random.default_rng(seed).integers(0, 2**31 - 1, 4)]
         self.inference_seed = INFERENCE_SEED if seeds[2] is None else seeds[2]
         self.generation_seed = seeds[3]
+        # Box 0.4, one layer per symmetry (`keras_ace.models.symmetries`), shared with the symmetry net.
+        self.symmetries = make_symmetries(symmetry, symmetry_prior_scale, padding=padding, color_inverse=color_inverse)
         if symmetry is not None:
             self.symmetry_net = SymmetryStatisticsNet(
                 symmetry, ssn_filters, ssn_kernel_size, ssn_units, sampling, symmetry_prior_scale,
-                symmetry_initial_log_scale, seed=seeds[1], name="symmetry_net",
+                symmetry_initial_log_scale, seed=seeds[1], symmetries=self.symmetries, name="symmetry_net",
             )  # fmt: skip
-            self.transformer = SpatialTransformer(padding=padding, name="transformer")
-            if symmetry == "spatial_color":
-                inverse_first = color_inverse == "canonicalize"
-                self.color_mixing = ColorMixing(inverse=inverse_first, name="color_mixing")
-                self.color_unmixing = ColorMixing(inverse=not inverse_first, name="color_unmixing")
         self.classifier = Classifier(
             num_classes, classifier_filters, classifier_units, input_dropout, hidden_dropout,
             classifier_input_offset, name="classifier",
@@ -239,18 +235,21 @@ class ACE(GenerationAndControl, keras.Model):
 
     # ----------------------------------------------------------------- box 0.4 and the forward pass
 
-    def canonicalize(self, x, theta, color):
-        """Box 0.4: observation -> canonical frame."""
-        x = self.transformer([x, theta])
-        return self.color_mixing([x, color]) if color is not None else x
+    def canonicalize(self, x, frame):
+        """Box 0.4: observation -> canonical frame, each symmetry in turn (`frame`: `{key: transform}`)."""
+        for symmetry in self.symmetries:
+            x = symmetry.canonicalize(x, frame[symmetry.key])
+        return x
 
-    def to_observation(self, canonical, theta, color=None):
-        """The inverse of box 0.4: canonical frame -> observation (the same without symmetry, theta None)."""
-        if theta is None:
-            return canonical
-        if color is not None:
-            canonical = self.color_unmixing([canonical, color])
-        return self.transformer([canonical, invert_theta(theta)])
+    def to_observation(self, canonical, frame=None):
+        """The inverse of box 0.4: canonical frame -> observation, the symmetries in reverse (none: the same)."""
+        for symmetry in reversed(self.symmetries):
+            canonical = symmetry.to_observation(canonical, frame[symmetry.key])
+        return canonical
+
+    def frame(self, outputs):
+        """The frame in `call`'s outputs: `{key: transform}` of each symmetry (empty without symmetry)."""
+        return {s.key: outputs[s.key] for s in self.symmetries}
 
     def call(self, x, training=False):
         """The label-free part of the net: symmetry statistics, classifier, latent posteriors.
@@ -264,9 +263,10 @@ class ACE(GenerationAndControl, keras.Model):
         outputs = {}
         if self.symmetry is not None:
             statistics = self.symmetry_net(x, training=training)
-            outputs.update({k: statistics[k] for k in ("theta", "color") if k in statistics})
+            frame = {s.key: statistics[s.key] for s in self.symmetries}
+            outputs.update(frame)
             outputs["symmetry_kl"] = statistics["kl"]
-            x = self.canonicalize(x, statistics["theta"], statistics.get("color"))
+            x = self.canonicalize(x, frame)
         outputs["canonical"] = x
         outputs["class_logits"] = self.classifier(x, training=training)
         outputs["latent_loc"], outputs["latent_log_scale"] = self.auto_encoder.encode(x)
@@ -286,9 +286,8 @@ class ACE(GenerationAndControl, keras.Model):
         loc = class_rows(outputs["latent_loc"], y, self.num_classes)  # (B, L)
         log_scale = class_rows(outputs["latent_log_scale"], y, self.num_classes)
         z = self.auto_encoder.posterior_sample(loc, log_scale, outputs["noise"])
-        frame = outputs.get("theta"), outputs.get("color")
         # Against the original input, after undoing box 0.4.
-        reconstruction = bernoulli_nll(x, self.to_observation(self.auto_encoder.decode(z, y), *frame))
+        reconstruction = bernoulli_nll(x, self.to_observation(self.auto_encoder.decode(z, y), self.frame(outputs)))
         generative = self.auto_encoder.latent_sampler.kl_divergence(loc, log_scale)
         if self.symmetry is not None:
             generative = generative + outputs["symmetry_kl"]

@@ -98,10 +98,10 @@ class GenerationAndControl:
         return np.concatenate(means)
 
     def symmetry_statistics(self, x, batch_size=250):
-        """The symmetry statistics' means: `{"theta": (N, 6)}`, plus `"color": (N, 3, 3)` for colour."""
+        """The frames of images x at the statistics' means: `{"theta": (N, 6)}`, plus `"color": (N, 3, 3)` for colour."""
         net = self._require_symmetry_net()
         parts = [net(b) for b in self._batches(x, batch_size)]
-        keys = ["theta"] + (["color"] if self.symmetry == "spatial_color" else [])
+        keys = [s.key for s in self.symmetries]
         return {k: np.concatenate([ops.convert_to_numpy(p[k]) for p in parts]) for k in keys}
 
     def fit_frame_prior(self, x, batch_size=250):
@@ -158,8 +158,8 @@ class GenerationAndControl:
         rotate = validation.check_number(rotate, "rotate")
         scale = validation.check_number(scale, "scale", positive=True)
         moved = translate != (0, 0) or rotate != 0 or scale != 1
-        if moved and self.symmetry is None:
-            raise ValueError("Moving, turning or scaling needs spatial symmetry statistics (symmetry=None).")
+        if moved and "theta" not in {s.key for s in self.symmetries}:
+            raise ValueError(f"Moving, turning or scaling needs spatial symmetry statistics (symmetry={self.symmetry!r}).")
         if color is not None:
             color = np.asarray(color, np.float32)
             if color.shape != (3, 3) or self.image_shape[-1] != 3 or not np.isfinite(color).all():
@@ -171,11 +171,10 @@ class GenerationAndControl:
         results = []
         for batch in self._batches(x, batch_size):
             outputs, canonical = self._canonical_objects(batch)
-            if self.symmetry is not None:
-                theta = outputs["theta"]
-                if moved:
-                    theta = move_about_centre(theta, outer)
-                canonical = self.to_observation(canonical, theta, outputs.get("color"))
+            frame = self.frame(outputs)
+            if moved:
+                frame["theta"] = move_about_centre(frame["theta"], outer)
+            canonical = self.to_observation(canonical, frame)
             if color is not None:
                 canonical = ops.einsum("bhwj,ij->bhwi", canonical, ops.convert_to_tensor(color))
             results.append(ops.convert_to_numpy(canonical))
@@ -202,7 +201,7 @@ class GenerationAndControl:
     def _in_random_frames(self, canonical, generator, frames):
         """Canonical-frame images put into newly drawn frames."""
         u = self.symmetry_net.draw(ops.shape(canonical)[0], generator, frames)
-        return self.to_observation(canonical, *self.symmetry_net.transform(u))
+        return self.to_observation(canonical, self.symmetry_net.frame(u))
 
     def draw_frames(self, n, seed=None, frames=None):
         """Symmetry statistics of `n` new frames: theta (n, 6) and, for colour, (n, 3, 3) matrices.
@@ -216,8 +215,8 @@ class GenerationAndControl:
         """
         net = self._require_symmetry_net()
         n = validation.check_count(n)
-        theta, color = net.transform(net.draw(n, self._seed_generator(seed), self._check_frames(frames)))
-        return {"theta": ops.convert_to_numpy(theta), **({"color": ops.convert_to_numpy(color)} if color is not None else {})}
+        frame = net.frame(net.draw(n, self._seed_generator(seed), self._check_frames(frames)))
+        return {k: ops.convert_to_numpy(v) for k, v in frame.items()}
 
     def vary_symmetry(self, x, seed=None, frames=None, batch_size=250):
         """The same objects with their symmetry statistics drawn afresh.

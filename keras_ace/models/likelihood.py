@@ -48,9 +48,9 @@ def nll_bound(model, x, outputs):
     loc, log_scale = outputs["latent_loc"], outputs["latent_log_scale"]
     z = model.auto_encoder.posterior_sample(loc, log_scale, outputs["noise"][:, None, :])  # (B, K, L)
     canonical = model.auto_encoder.decode_all(z)  # (B, K, H, W, C)
-    frame = outputs.get("theta"), outputs.get("color")
+    frame = model.frame(outputs)
     reconstruction = ops.stack(
-        [bernoulli_nll(x, model.to_observation(canonical[:, c], *frame)) for c in range(model.num_classes)], axis=1
+        [bernoulli_nll(x, model.to_observation(canonical[:, c], frame)) for c in range(model.num_classes)], axis=1
     )  # (B, K)
     kl = model.auto_encoder.latent_sampler.kl_divergence(loc, log_scale)  # (B, K)
     weights = ops.softmax(outputs["class_logits"], axis=-1)
@@ -121,7 +121,7 @@ def nll_estimate(model, x, samples=100, batch_size=ESTIMATE_ROWS, seed=None, ver
 def log_importance_weights(model, x, samples, generator):
     """log w of `nll_estimate` for `samples` draws per image: x (b, H, W, C) -> (b, samples) float64."""
     rows = ops.convert_to_tensor(np.repeat(x, samples, axis=0))  # (b * samples, H, W, C), image-major
-    theta = color = None
+    frame = {}
     log_weight = 0.0
     if model.symmetry is not None:
         statistics = model.symmetry_net(x)
@@ -129,8 +129,8 @@ def log_importance_weights(model, x, samples, generator):
         sampler = model.symmetry_net.sampler
         u = loc + sampler.scale(log_scale) * sampler.noise(ops.shape(loc), seed=generator)
         log_weight = sampler.log_prior(u) - sampler.log_posterior(u, loc, log_scale)  # (R,)
-        theta, color = model.symmetry_net.transform(u)
-        latent_loc, latent_log_scale = model.auto_encoder.encode(model.canonicalize(rows, theta, color))
+        frame = model.symmetry_net.frame(u)
+        latent_loc, latent_log_scale = model.auto_encoder.encode(model.canonicalize(rows, frame))
     else:
         # Without frames the posteriors do not depend on the draw: encoded once per image.
         latent_loc, latent_log_scale = (ops.repeat(t, samples, axis=0) for t in model.auto_encoder.encode(x))
@@ -139,7 +139,7 @@ def log_importance_weights(model, x, samples, generator):
     z = model.auto_encoder.posterior_sample(latent_loc, latent_log_scale, noise)
     decoded = model.auto_encoder.decode_all(z)  # (R, K, H, W, C)
     reconstruction = ops.stack(
-        [bernoulli_nll(rows, model.to_observation(decoded[:, c], theta, color)) for c in range(model.num_classes)],
+        [bernoulli_nll(rows, model.to_observation(decoded[:, c], frame)) for c in range(model.num_classes)],
         axis=1,
     )  # (R, K)
     per_class = latents.log_prior(z) - latents.log_posterior(z, latent_loc, latent_log_scale) - reconstruction

@@ -1,22 +1,18 @@
 """Boxes 0.2-0.3 of Figure 5: the symmetry statistics net."""
 
 import keras
-from keras import ops
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
-from keras_ace.layers.color_mixing import RowStochastic
 from keras_ace.layers.frame_prior import FramePrior
 from keras_ace.layers.gibbs_sampler import GibbsSampler
-from keras_ace.layers.spatial_transformer import IDENTITY_THETA
 from keras_ace.layers.pooling import MaxPooling2x2
 from keras_ace.models.blocks import apply_chain
 from keras_ace.models.blocks import build_chain
 from keras_ace.models.blocks import check_choice
-
-SYMMETRIES = ("spatial", "spatial_color")
-SPATIAL_STATISTICS = 6
-COLOR_STATISTICS = 9
+from keras_ace.models.symmetries import frame_of
+from keras_ace.models.symmetries import make_symmetries
+from keras_ace.models.symmetries import symmetry_kinds
 # Where new frames are drawn from: fitted to the data's, or the unit prior of training.
 FRAMES = ("fitted", "prior")
 
@@ -33,21 +29,23 @@ class SymmetryStatisticsNet(keras.Model):
 
     The statistics `u` are latent variables of their own (eq. 3.2, box 0.3): two dense
     heads give their location and log-scale, a `GibbsSampler` draws them in training
-    (their location in inference), and `kl` is their KL term to a unit prior. They
-    give the transform `theta = identity + prior_scale[0] * u[:, :6]` and, for
-    `"spatial_color"`, the colour matrix `RowStochastic(prior_scale[1] * u[:, 6:])`.
+    (their location in inference), and `kl` is their KL term to a unit prior. Each
+    symmetry (`keras_ace.models.symmetries`) reads its share of u and gives its
+    transform: `theta = identity + 0.2 * u[:, :6]` for `"spatial"`, and for
+    `"spatial_color"` also the colour matrix `RowStochastic(1.0 * u[:, 6:])`.
     The heads' kernels start at zero, so every image starts at the identity frame.
     `frame_prior` (fitted by `ACE.fit`) holds where the data's frames lie, for drawing
     new ones.
 
     Args:
-        symmetry: `"spatial"` (6 statistics) or `"spatial_color"` (6 + 9).
+        symmetry: `"spatial"` (6 statistics), `"spatial_color"` (6 + 9) or a tuple of
+            registered symmetry names.
         filters: conv filters, each conv followed by 2x2 max-pooling.
         kernel_size: the convs' kernel size.
         units: the dense hidden layer.
         sampling: `"gaussian"` or `"laplacian"`, the latents' family.
-        prior_scale: `(spatial, colour)` scale of the prior, in theta units and
-            colour-logit units.
+        prior_scale: the symmetries' gains from u to their transforms: `(spatial,
+            colour)` in theta and colour-logit units, or a dict by symmetry name.
         initial_log_scale: the posterior's initial log-scale.
         seed: seed of the sampler.
 
@@ -56,8 +54,8 @@ class SymmetryStatisticsNet(keras.Model):
         training: sample the statistics (True) or take their location.
 
     Returns:
-        dict: `loc`, `log_scale`, `u` (B, n), `theta` (B, 6), `kl` (B,) and, for
-        colour, `color` (B, 3, 3).
+        dict: `loc`, `log_scale`, `u` (B, n), `kl` (B,), and each symmetry's transform
+        under its key: `theta` (B, 6), for colour `color` (B, 3, 3).
 
     Example:
     >>> net = SymmetryStatisticsNet(filters=(4, 4), units=8)
@@ -75,20 +73,27 @@ class SymmetryStatisticsNet(keras.Model):
         prior_scale=(0.2, 1.0),
         initial_log_scale=-3.0,
         seed=None,
+        symmetries=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.symmetry = check_choice(symmetry, SYMMETRIES, "symmetry")
+        symmetry_kinds(symmetry)  # refuses an unknown name
+        self.symmetry = symmetry if isinstance(symmetry, str) else tuple(symmetry)
         self.filters = tuple(int(f) for f in filters)
         self.kernel_size = int(kernel_size)
         self.units = int(units)
         self.sampling = sampling
-        self.prior_scale = tuple(float(s) for s in prior_scale)
-        if len(self.prior_scale) != 2 or min(self.prior_scale) <= 0:
-            raise ValueError(f"prior_scale must be (spatial, colour), both positive. Received: prior_scale={prior_scale}")
+        if isinstance(prior_scale, dict):
+            self.prior_scale = {k: float(v) for k, v in prior_scale.items()}
+        else:
+            self.prior_scale = tuple(float(s) for s in prior_scale)
+            if len(self.prior_scale) != 2 or min(self.prior_scale) <= 0:
+                raise ValueError(f"prior_scale must be (spatial, colour), both positive. Received: prior_scale={prior_scale}")
         self.initial_log_scale = float(initial_log_scale)
         self.seed = seed
-        self.num_statistics = SPATIAL_STATISTICS + (COLOR_STATISTICS if symmetry == "spatial_color" else 0)
+        # Box 0.4's layers, shared with the ACE that built this net (it passes them), else made here.
+        self.symmetries = symmetries or make_symmetries(symmetry, self.prior_scale)
+        self.num_statistics = sum(s.num_statistics for s in self.symmetries)
 
         self.hidden_layers = []
         for i, f in enumerate(self.filters):
@@ -107,8 +112,6 @@ class SymmetryStatisticsNet(keras.Model):
         # The symmetry statistics share the latents' family (eq. 3.2) with a unit prior.
         self.sampler = GibbsSampler(sampling, seed=seed, name="symmetry_sampler")
         self.frame_prior = FramePrior(self.num_statistics, name="frame_prior")
-        if self.symmetry == "spatial_color":
-            self.color_matrix = RowStochastic(name="color_matrix")
 
     def build(self, input_shape):
         if self.built:
@@ -122,19 +125,12 @@ class SymmetryStatisticsNet(keras.Model):
         hidden = apply_chain(self.hidden_layers, images)
         loc, log_scale = self.location(hidden), self.log_scale(hidden)
         u = self.sampler([loc, log_scale], training=training)
-        theta, color = self.transform(u)
-        outputs = {"loc": loc, "log_scale": log_scale, "u": u, "theta": theta}
-        outputs["kl"] = self.sampler.kl_divergence(loc, log_scale)
-        if color is not None:
-            outputs["color"] = color
-        return outputs
+        outputs = {"loc": loc, "log_scale": log_scale, "u": u, "kl": self.sampler.kl_divergence(loc, log_scale)}
+        return {**outputs, **self.frame(u)}
 
-    def transform(self, u):
-        """theta (B, 6) and, for colour, the colour matrix (B, 3, 3) of statistics u (B, n); else None."""
-        spatial_scale, color_scale = self.prior_scale
-        theta = ops.convert_to_tensor(IDENTITY_THETA) + spatial_scale * u[:, :SPATIAL_STATISTICS]
-        color = self.color_matrix(color_scale * u[:, SPATIAL_STATISTICS:]) if self.symmetry == "spatial_color" else None
-        return theta, color
+    def frame(self, u):
+        """The frame of statistics u (B, n): each symmetry's transform under its key (`theta`, `color`)."""
+        return frame_of(self.symmetries, u)
 
     def draw(self, n, seed, frames):
         """Statistics u (n, n_statistics) of new frames, drawn with `seed` (a `SeedGenerator`).
@@ -150,8 +146,9 @@ class SymmetryStatisticsNet(keras.Model):
     def compute_output_shape(self, input_shape):
         batch = (input_shape[0],)
         n = (*batch, self.num_statistics)
-        shapes = {"loc": n, "log_scale": n, "u": n, "theta": (*batch, 6), "kl": batch}
-        return {**shapes, **({"color": (*batch, 3, 3)} if self.symmetry == "spatial_color" else {})}
+        shapes = {"loc": n, "log_scale": n, "u": n, "kl": batch}
+        frame = self.frame(keras.KerasTensor((*batch, self.num_statistics)))
+        return {**shapes, **{k: tuple(v.shape) for k, v in frame.items()}}
 
     def get_config(self):
         return {

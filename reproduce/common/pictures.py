@@ -142,7 +142,7 @@ def control_columns(model, x, seed):
     columns += [(f"move {d}", model.control(x, translate=d)) for d in MOVES]
     columns += [(f"turn {a:+.0f}", model.control(x, rotate=a)) for a in TURNS]
     columns += [(f"scale {s}", model.control(x, scale=s)) for s in SCALES]
-    if model.symmetry == "spatial_color":
+    if "color" in {s.key for s in model.symmetries}:
         columns += [(f"recolour {i}", model.control(x, color=m)) for i, m in enumerate(RECOLOURS)]
     columns += [(f"random frame {i}", model.vary_symmetry(x, seed=seed + i)) for i in range(RANDOM_FRAMES)]
     return columns
