@@ -9,7 +9,7 @@ from keras import ops
 from data_tools.datasets import DATASETS
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.ace import ACE
-from keras_ace.models.ace import BATCH_SIZE
+from keras_ace.models.fitting import BATCH_SIZE
 from keras_ace.models.presets import PRESETS
 from keras_ace.models.presets import paper_settings
 from keras_ace.optimizers import Adam

@@ -387,3 +387,22 @@ def test_an_interrupted_panel_resumes_and_a_finished_one_trains_on(tmp_path, mon
     assert runs.trained_with("fig2_mnist", config(5)) and not (tmp_path / "backup_fig2_mnist").exists()
     with pytest.raises(runs.StaleModelError, match=r"epochs 5 \(now 3\)"):
         runs.train_panel("fig2_mnist", config(3))
+
+
+@pytest.mark.slow
+@requires_cifar10
+def test_the_cifar10_judge_is_trained_once_and_kept_in_the_cache(tmp_path, monkeypatch):
+    """Trained on first use (here: one epoch on 512 images), saved to the cache, loaded after; a damaged file is trained again."""
+    from common import judge as run_judge
+
+    monkeypatch.setenv("KERAS_ACE_CACHE", str(tmp_path))
+    monkeypatch.setattr(run_judge, "CIFAR10_JUDGE_BATCH", 128)
+    model, record = run_judge.cifar10_judge(epochs=1, train_size=512)
+    assert record["training_images"] == 512 and len(record["test_accuracy_per_class"]) == 10
+    again, same = run_judge.cifar10_judge(epochs=1, train_size=512)
+    assert same == record and "Training" not in str(same)
+    x, _ = run_config.load_split("cifar10", "test", 8, None)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    cut_short(str(tmp_path / f"{run_judge.CIFAR10_JUDGE_NAME}.keras"))
+    _, retrained = run_judge.cifar10_judge(epochs=1, train_size=512)
+    assert retrained["training_images"] == 512

@@ -19,6 +19,7 @@ class Brightness(Symmetry):
     """A toy: one statistic, the image's brightness factor exp(0.1 u)."""
 
     kind, key, num_statistics, default_gain = "brightness", "brightness", 1, 0.1
+    transform_shape = (1,)
 
     def transform(self, u):
         return ops.exp(self.gain * u)  # (B, 1)

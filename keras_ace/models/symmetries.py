@@ -13,6 +13,7 @@ A new kind is one subclass and `@register_symmetry`:
 >>> @register_symmetry
 ... class Brightness(Symmetry):
 ...     kind, key, num_statistics, default_gain = "brightness", "brightness", 1, 0.1
+...     transform_shape = (1,)
 ...     def transform(self, u):
 ...         return ops.exp(self.gain * u)                    # (B, 1)
 ...     def canonicalize(self, x, gain):
@@ -84,7 +85,8 @@ class Symmetry(keras.layers.Layer):
     """One kind of symmetry statistics: u (B, num_statistics) -> a transform -> box 0.4 both ways.
 
     Subclasses set `kind` (the registered name), `key` (the frame's key for the
-    transform), `num_statistics`, `default_gain` and the constructor `options` they take.
+    transform), `num_statistics`, `transform_shape` (one example's), `default_gain` and
+    the constructor `options` they take.
 
     Args:
         gain: the factor from the statistics u to the transform (u has a unit prior).
@@ -92,6 +94,7 @@ class Symmetry(keras.layers.Layer):
 
     kind = key = None
     num_statistics = 0
+    transform_shape = ()
     default_gain = 1.0
     options = ()
 
@@ -126,6 +129,7 @@ class SpatialSymmetry(Symmetry):
     """
 
     kind, key, num_statistics, default_gain, options = "spatial", "theta", 6, 0.2, ("padding",)
+    transform_shape = (6,)
 
     def __init__(self, gain=None, padding="border", **kwargs):
         super().__init__(gain, **kwargs)
@@ -161,6 +165,7 @@ class ColorSymmetry(Symmetry):
     """
 
     kind, key, num_statistics, default_gain, options = "color", "color", 9, 1.0, ("color_inverse",)
+    transform_shape = (3, 3)
 
     def __init__(self, gain=None, color_inverse="canonicalize", **kwargs):
         super().__init__(gain, **kwargs)

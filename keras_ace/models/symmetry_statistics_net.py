@@ -147,8 +147,7 @@ class SymmetryStatisticsNet(keras.Model):
         batch = (input_shape[0],)
         n = (*batch, self.num_statistics)
         shapes = {"loc": n, "log_scale": n, "u": n, "kl": batch}
-        frame = self.frame(keras.KerasTensor((*batch, self.num_statistics)))
-        return {**shapes, **{k: tuple(v.shape) for k, v in frame.items()}}
+        return {**shapes, **{s.key: (*batch, *s.transform_shape) for s in self.symmetries}}
 
     def get_config(self):
         return {

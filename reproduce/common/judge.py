@@ -161,18 +161,21 @@ class FlipsAndCrops(keras.utils.PyDataset):
         return x, self.y[chosen]
 
 
-def one_cycle(steps, peak):
+@keras.saving.register_keras_serializable(package="keras_ace_reproduce")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up over the first fifth of `steps` to `peak`, then linearly down to 0."""
-    import keras.ops as ops
 
-    class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            step = ops.cast(step, "float32")
-            up = step / (0.2 * steps)
-            down = (steps - step) / (0.8 * steps)
-            return peak * ops.maximum(ops.minimum(up, down), 0.0)
+    def __init__(self, steps, peak):
+        self.steps, self.peak = int(steps), float(peak)
 
-    return OneCycle()
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        up = step / (0.2 * self.steps)
+        down = (self.steps - step) / (0.8 * self.steps)
+        return self.peak * keras.ops.maximum(keras.ops.minimum(up, down), 0.0)
+
+    def get_config(self):
+        return {"steps": self.steps, "peak": self.peak}
 
 
 def train_cifar10_judge(x, y, epochs=CIFAR10_JUDGE_EPOCHS, seed=0, verbose=2):
@@ -180,7 +183,7 @@ def train_cifar10_judge(x, y, epochs=CIFAR10_JUDGE_EPOCHS, seed=0, verbose=2):
     keras.utils.set_random_seed(seed)
     judge = residual_judge_network(x.shape[1:])
     data = FlipsAndCrops(x, y, CIFAR10_JUDGE_BATCH, seed)
-    rate = one_cycle(epochs * len(data), CIFAR10_JUDGE_PEAK_RATE)
+    rate = OneCycle(epochs * len(data), CIFAR10_JUDGE_PEAK_RATE)
     optimizer = keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=5e-4)
     # TensorFlow's own CPU convolutions (oneDNN) beat XLA's here: 33 against 42 s for 40 steps on 2 cores.
     jit_compile = False if keras.backend.backend() == "tensorflow" else "auto"
@@ -195,7 +198,7 @@ def per_class_accuracy(judge, x, y, num_classes=10):
     return [float(np.mean(predicted[y == c] == c)) if np.any(y == c) else None for c in range(num_classes)]
 
 
-def cifar10_judge(data_dir=None):
+def cifar10_judge(data_dir=None, epochs=CIFAR10_JUDGE_EPOCHS, train_size=None):
     """The cached CIFAR-10 judge and its record (test accuracy, per class, training time), trained on first use.
 
     Kept in the data cache as `<CIFAR10_JUDGE_NAME>.keras` with a `.json` record beside
@@ -210,21 +213,23 @@ def cifar10_judge(data_dir=None):
             return files.load_model(path), record
         except (files.DamagedFileError, FileNotFoundError) as error:
             files.say(f"the cached CIFAR-10 judge is unusable ({files.reason(error)}); training it again")
-    x, y = load_split("cifar10", "train", None, data_dir)
+    x, y = load_split("cifar10", "train", train_size, data_dir)
     x_test, y_test = load_split("cifar10", "test", None, data_dir)
-    print(f"Training the CIFAR-10 judge {CIFAR10_JUDGE_NAME} ({CIFAR10_JUDGE_EPOCHS} epochs, flips and crops); "
+    print(f"Training the CIFAR-10 judge {CIFAR10_JUDGE_NAME} ({epochs} epochs, flips and crops); "
           "once, then kept in the data cache", flush=True)
     start = time.time()
-    judge = train_cifar10_judge(x, y)
+    judge = train_cifar10_judge(x, y, epochs)
     per_class = per_class_accuracy(judge, x_test, y_test)
     record = {
         "name": CIFAR10_JUDGE_NAME,
         "test_accuracy": float(np.mean(per_class)),  # CIFAR-10's test classes are balanced
         "test_accuracy_per_class": per_class,
-        "epochs": CIFAR10_JUDGE_EPOCHS,
+        "epochs": epochs,
+        "training_images": len(x),
         "training_wall_time_s": time.time() - start,
         "backend": keras.backend.backend(),
     }
+    judge.compile(loss="sparse_categorical_crossentropy")  # kept for judging only: no optimizer state to save
     files.save_model(judge, path)
     files.write_json(record, record_path, indent=2)  # last: a model without its record is trained again
     return judge, record
