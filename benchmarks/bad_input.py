@@ -144,7 +144,7 @@ CASES = [
     ("spatial_color on grey images", lambda: model(symmetry="spatial_color")),
     ("build_ace(padding='reflect')", lambda: model(padding="reflect")),
     ("build_ace(color_inverse='both')", lambda: model(color_inverse="both")),
-    ("from_preset('fig9')", lambda: keras_ace.from_preset("fig9")),
+    ("build_preset('fig9')", lambda: keras_ace.build_preset("fig9")),
     ("fit: wrong image shape", lambda: model().fit(np.zeros((8, 16, 16, 3), np.float32), y, verbose=0)),
     ("fit: NaN in a NumPy image", lambda: model().fit(np.where(x > 0.99, np.nan, x), y, verbose=0)),
     ("fit: intensities 0-255", lambda: model().fit(x * 255, y, verbose=0)),

@@ -21,24 +21,32 @@ python3 -m venv "$work/venv"
 source "$work/venv/bin/activate"
 export KERAS_ACE_CACHE=$work/cache  # an empty cache: the distorted data sets are built as on a new machine
 mkdir -p "$out"
-timed() {  # timed NAME COMMAND...: runs it, logs it, records its seconds
+timed() {  # timed NAME COMMAND...: runs it, logs it, records its seconds (a failure is recorded, not fatal)
     local name=$1 start
     shift
     start=$(date +%s.%N)
-    "$@" > "$out/$name.log" 2>&1
+    "$@" > "$out/$name.log" 2>&1 || echo "$name: exit status $?"
     python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.0f}')" "$start" "$(date +%s.%N)" > "$work/$name.s"
     echo "$name: $(cat "$work/$name.s") s"
 }
+# ONLY=tests: the install and the tests alone (the main command's run folder is kept as it is).
 timed install python -m pip install --quiet -e ".[dev]"
-timed main_command python reproduce/fig2.py --quick
+if [ "${ONLY:-}" != tests ]; then
+    timed main_command python reproduce/fig2.py --quick
+fi
 timed tests python -m pytest -q -rs
-rm -rf "$run_out"
-cp -r results/fig2 "$run_out"
-rm -rf "$run_out"/*.keras "$run_out"/backup_*
+if [ "${ONLY:-}" != tests ]; then
+    rm -rf "$run_out"
+    cp -r results/fig2 "$run_out"
+    rm -rf "$run_out"/*.keras "$run_out"/backup_*
+fi
 python3 - "$out" "$work" <<'PY'
 import json, os, platform, re, sys
 out, work = sys.argv[1:]
-seconds = {n: int(open(os.path.join(work, f"{n}.s")).read()) for n in ("install", "main_command", "tests")}
+path = os.path.join(out, "times.json")
+earlier = json.load(open(path))["seconds"] if os.path.exists(path) else {}
+seconds = {**earlier, **{n: int(open(os.path.join(work, f"{n}.s")).read())
+                         for n in ("install", "main_command", "tests") if os.path.exists(os.path.join(work, f"{n}.s"))}}
 summary = [l for l in open(os.path.join(out, "tests.log")) if re.search(r"\d+ passed", l)][-1].strip("= \n")
 json.dump({"seconds": seconds, "tests_summary": summary, "cpus": os.cpu_count(), "python": platform.python_version(),
            "commands": {"install": 'pip install -e ".[dev]"', "main_command": "python reproduce/fig2.py --quick",

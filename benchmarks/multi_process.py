@@ -29,7 +29,7 @@ def worker(preset, count, index, port, steps):
     if count > 1:
         keras_ace.distributed.initialize(f"localhost:{port}", count, index)
     keras.utils.set_random_seed(0)
-    model = keras_ace.from_preset(preset, distribution="data_parallel" if count > 1 else None)
+    model = keras_ace.build_preset(preset, distribution="data_parallel" if count > 1 else None)
     rng = np.random.default_rng(0)
     x = rng.random((steps * 250, *model.image_shape), np.float32)
     y = rng.integers(0, 10, steps * 250)

@@ -24,7 +24,7 @@ def main():
     x_test, y_test = load_dataset(dataset, "test")
     keras.utils.set_random_seed(args.seed)
     training = keras_ace.TrainingConfig.for_dataset(dataset)
-    model = keras_ace.from_preset(args.preset, training=training, seed=args.seed)
+    model = keras_ace.build_preset(args.preset, training=training, seed=args.seed)
     start = time.time()
     model.fit(x, y, batch_size=training.batch_size, epochs=args.epochs, verbose=2)
     train_s = time.time() - start

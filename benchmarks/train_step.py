@@ -68,7 +68,7 @@ def step_seconds(name, how, steps, warmup, batch_size, overrides):
     kind, _, spe = how.partition(":")
     config = keras_ace.TrainingConfig.for_dataset(
         PRESETS[name]["dataset"], steps_per_execution=int(spe or 1), jit_compile=kind != "eager")
-    model = keras_ace.from_preset(name, training=config, **overrides)
+    model = keras_ace.build_preset(name, training=config, **overrides)
     rng = np.random.default_rng(0)
     if kind == "train_on_batch":
         x = rng.random((batch_size, *model.image_shape), np.float32)

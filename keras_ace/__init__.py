@@ -14,4 +14,5 @@ from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TrainingConfig
 from keras_ace.training import build_ace
 from keras_ace.training import compile_ace
+from keras_ace.training import build_preset
 from keras_ace.training import from_preset

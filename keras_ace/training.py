@@ -1,4 +1,4 @@
-"""Training settings of Appendix A and the user-facing constructors `build_ace` and `from_preset`."""
+"""Training settings of Appendix A and the user-facing constructors `build_ace` and `build_preset`."""
 
 import dataclasses
 import math
@@ -70,8 +70,10 @@ def compile_ace(model, training=None, dataset="mnist"):
     return model
 
 
-def from_preset(name, training=None, distribution=None, **overrides):
-    """A compiled ACE of one figure panel (see `keras_ace.models.presets.PRESETS`).
+def build_preset(name, training=None, distribution=None, **overrides):
+    """A compiled, untrained ACE of one figure panel (see `keras_ace.models.presets.PRESETS`).
+
+    A trained panel is a `.keras` file of a figure run's folder: `keras.saving.load_model`.
 
     Args:
         name: the preset, e.g. `"fig2_rts_mnist"`.
@@ -153,3 +155,12 @@ class StopOnSkippedStep(keras.callbacks.Callback):
             f"Training stopped: the loss or gradients of epoch {epoch + 1}, batch {batch + 1} were not finite "
             f"(NaN or Inf). That update was skipped, so the weights are those from before the bad batch."
         )
+
+
+def from_preset(name, training=None, distribution=None, **overrides):
+    """Deprecated: `build_preset` (it builds an untrained model, where keras-hub's `from_preset` loads weights)."""
+    import warnings
+
+    warnings.warn("keras_ace.from_preset is renamed build_preset: it builds an untrained model.", DeprecationWarning,
+                  stacklevel=2)
+    return build_preset(name, training, distribution, **overrides)

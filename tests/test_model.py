@@ -142,7 +142,7 @@ class TestConstruction:
         with pytest.raises(ValueError, match="Received: encoder='rnn'"):
             keras_ace.build_ace("mnist", encoder="rnn")
         with pytest.raises(ValueError, match="Received: name='fig9'"):
-            keras_ace.from_preset("fig9")
+            keras_ace.build_preset("fig9")
         with pytest.raises(ValueError, match="needs RGB"):
             ACE((28, 28, 1), symmetry="spatial_color")
 
@@ -162,6 +162,12 @@ class TestConstruction:
             tiny_ace(padding="edge")
         with pytest.raises(ValueError, match="Received: color_inverse='both'"):
             tiny_ace(color_inverse="both")
+
+    def test_from_preset_is_the_old_name_of_build_preset(self):
+        with pytest.warns(DeprecationWarning, match="renamed build_preset"):
+            model = keras_ace.from_preset("fig2_mnist", encoder_units=(8, 8), decoder_units=8, classifier_filters=(2, 2, 2),
+                                          classifier_units=4, ssn_filters=(2, 2), ssn_units=4)
+        assert isinstance(model, ACE) and model.symmetry == "spatial"
 
     def test_learning_rate_decays_over_50_epochs(self):
         config = keras_ace.TrainingConfig.for_dataset("mnist")
@@ -470,7 +476,7 @@ def test_inference_leaves_the_training_and_generation_streams_alone():
         m.build()
     twin.set_weights(model.get_weights())
     def training_stream():
-        return np.array(keras.ops.convert_to_numpy(model.auto_encoder.latent_sampler.seed_generator.state))
+        return np.array(keras.ops.convert_to_numpy(model.auto_encoder.latent_sampler.seed_generator.state.value))
 
     before = training_stream()
     model.classify(x)

@@ -30,7 +30,9 @@ PANEL_KEYS = {"test_classification_error", "test_nll_bound_nats", "test_nll_esti
 
 
 def built(model):
+    """A model saved as training leaves it: its weights and its optimizer's."""
     model.build()
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -193,7 +193,7 @@ class GenerationAndControl:
         check_choice(frames, FRAMES, "frames")
         if frames == "fitted" and not fitted:
             raise ValueError(
-                "frames='fitted' needs a fitted frame prior: train with `fit` on NumPy images or call "
+                "frames='fitted' needs a fitted frame prior: train with `fit` or call "
                 "`fit_frame_prior(x_train)`. Received: frames='fitted'"
             )
         return frames

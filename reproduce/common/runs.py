@@ -18,7 +18,7 @@ from keras_ace.models.presets import PRESETS
 from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TRAIN_SIZES
 from keras_ace.training import TrainingConfig
-from keras_ace.training import from_preset
+from keras_ace.training import build_preset
 from common.config import LAYOUT_VERSION
 from common.config import json_default
 from common.config import load_split
@@ -63,7 +63,7 @@ def train_panel(preset, config, verbose=2):
             model = files.load_model(path)
         print(f"Training {preset} on {described(x, y, training)} from epoch {earlier['epochs']} to {config.epochs}", flush=True)
     else:
-        model = from_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
+        model = build_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
         print(f"Training {preset} on {described(x, y, training)} for {config.epochs} epochs", flush=True)
     stop = StopOnSkippedStep()
     clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=lengthened or os.path.exists(backup))
