@@ -36,6 +36,21 @@ def tiny_data(n=64, image_shape=(16, 16, 1)):
     return RNG.random((n, *image_shape)).astype(np.float32), RNG.integers(0, 10, n)
 
 
+class ArrayBatches(keras.utils.PyDataset):
+    """Arrays as a `PyDataset` of `batch_size` rows: a training input that is not arrays."""
+
+    def __init__(self, x, y, batch_size):
+        super().__init__()
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self):
+        return -(-len(self.x) // self.batch_size)
+
+    def __getitem__(self, index):
+        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        return self.x[rows], self.y[rows]
+
+
 # ------------------------------------------------------------------ parameter counts
 
 
@@ -203,17 +218,8 @@ class TestConstruction:
 
     def test_the_decay_counts_the_steps_of_a_pydataset(self):
         """A data set's epoch is its length, whatever the batch size the config was made with."""
-        x, y = tiny_data(200)
-
-        class Batches(keras.utils.PyDataset):
-            def __len__(self):
-                return 4
-
-            def __getitem__(self, index):
-                return x[50 * index : 50 * (index + 1)], y[50 * index : 50 * (index + 1)]
-
         model = tiny_ace()
-        model.fit(Batches(), epochs=1, verbose=0)
+        model.fit(ArrayBatches(*tiny_data(200), batch_size=50), epochs=1, verbose=0)
         assert model.optimizer.learning_rate_schedule.steps_per_epoch == 4
 
     def test_validation_split_and_data_by_position(self):
@@ -491,17 +497,8 @@ def test_inference_leaves_the_training_and_generation_streams_alone():
 
 
 def test_fit_fits_the_frame_prior_from_a_pydataset():
-    x, y = tiny_data(40)
-
-    class Batches(keras.utils.PyDataset):
-        def __len__(self):
-            return 2
-
-        def __getitem__(self, index):
-            return x[20 * index : 20 * (index + 1)], y[20 * index : 20 * (index + 1)]
-
     model = tiny_ace()
-    model.fit(Batches(), epochs=1, verbose=0)
+    model.fit(ArrayBatches(*tiny_data(40), batch_size=20), epochs=1, verbose=0)
     assert model.symmetry_net.frame_prior.is_fitted
 
 
