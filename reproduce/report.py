@@ -210,7 +210,8 @@ def readme_claims(runs):
 def readme_commands(runs):
     """The README's two commands, timed on a fresh clone (benchmarks/fresh_clone.sh)."""
     times = runs.json("fresh_clone_cpu", "times.json")
-    what = {"install": "installs keras_ace and TensorFlow into a fresh virtual environment",
+    what = {"install": "installs keras_ace and TensorFlow into a fresh virtual environment (packages from pip's "
+                       "cache; downloading them adds a few minutes)",
             "main_command": "builds RTS MNIST, trains and judges both panels, draws the picture",
             "tests": f"the quick suite on TensorFlow: {times['tests_summary']}"}
     return [f"on a fresh clone, {times['cpus']}-core CPU, Python {times['python']}", "does", "time"], [
