@@ -232,6 +232,7 @@ class TestConstruction:
         history = model.fit(x, y, 50, 1, 0, None, 0.0, (x[:20], y[:20]))
         assert "val_loss" in history.history
 
+    @pytest.mark.filterwarnings("ignore:Your input ran out of data")  # PyTorch: Keras warns, then refuses (below)
     def test_steps_per_execution_reaches_fit(self):
         """`TrainingConfig.steps_per_execution` runs several steps per call; every batch is still one step."""
         x, y = tiny_data(200)

@@ -200,6 +200,7 @@ class InverseAffine(keras.layers.Layer):
 
 def invert_theta(theta, min_determinant=1e-3):
     """The closed-form inverse of (B, 6) affine parameters (see `InverseAffine`)."""
+    theta = ops.convert_to_tensor(theta)  # NumPy in, a backend tensor throughout (NumPy 2 and torch disagree on mixed ops)
     a, b, tx, c, d, ty = [theta[:, i] for i in range(6)]
     det = guard_determinant(a * d - b * c, min_determinant)
     ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
