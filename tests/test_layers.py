@@ -197,9 +197,10 @@ class TestInverseAffine:
         back = numpy(st([st([images, theta]), layers.InverseAffine()(theta)]))
         np.testing.assert_allclose(back[0, 6:-6, 6:-6], images[0, 6:-6, 6:-6], atol=0.03)  # two bilinear passes blur a little
 
-    def test_singular_theta_gives_finite_inverse(self):
+    def test_singular_theta_gives_the_guarded_inverse(self):
+        """A zero determinant is replaced by +min_determinant (1e-3): the adjugate divided by it."""
         inverse = numpy(layers.InverseAffine()(np.asarray([[0, 0, 0, 0, 0, 0], [1, 1, 0, 1, 1, 0]], np.float32)))
-        assert np.isfinite(inverse).all()
+        np.testing.assert_allclose(inverse, [[0, 0, 0, 0, 0, 0], [1000, -1000, 0, -1000, 1000, 0]], rtol=1e-5, atol=1e-6)
 
     def test_bad_input_and_config(self):
         with pytest.raises(ValueError, match=r"Received: theta.shape=\(2, 5\)"):

@@ -46,7 +46,9 @@ class TestSymmetryStatisticsNet:
         out = net(images((16, 16, 3)))
         assert out["loc"].shape == (4, 15) and out["theta"].shape == (4, 6) and out["color"].shape == (4, 3, 3)
         np.testing.assert_allclose(numpy(out["theta"]), np.tile(keras_ace.layers.IDENTITY_THETA, (4, 1)), atol=1e-6)
-        np.testing.assert_allclose(numpy(out["kl"]).shape, (4,))
+        # At the start u's posterior is N(0, e^-3) in each of 15 statistics: KL to N(0, 1) is
+        # 0.5 (e^-6 - 1) + 3 per statistic, 37.5 nats in all, the same for every image.
+        np.testing.assert_allclose(numpy(out["kl"]), np.full(4, 15 * (0.5 * (np.exp(-6.0) - 1.0) + 3.0)), rtol=1e-5)
 
     def test_parameter_count_by_hand(self):
         net = SymmetryStatisticsNet(filters=(20, 20), kernel_size=5, units=50)
