@@ -621,16 +621,28 @@ def log_density(value, loc, log_scale, sampling):
     return (unit - log_scale).sum(-1)
 
 
-@pytest.mark.parametrize("sampling", ["gaussian", "laplacian"])
-def test_nll_estimate_with_one_sample_is_the_bound_written_out(sampling, monkeypatch):
-    """k = 1: -log [p(u) / q(u) * 1/K sum_c p(z_c) p(x | c, z_c, u) / q(z_c)], the draws fixed by hand."""
-    model = tiny_ace(sampling=sampling, latent_dim=2)
+def row_stochastic(logits):
+    """Figure 4's colour matrix written out: the row-wise softmax of 3x3 logits plus 4 on the diagonal."""
+    e = np.exp(logits.reshape(-1, 3, 3) + 4.0 * np.eye(3))
+    return (e / e.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("sampling, symmetry", [("gaussian", "spatial"), ("laplacian", "spatial"),
+                                                ("laplacian", "spatial_color")])
+def test_nll_estimate_with_one_sample_is_the_bound_written_out(sampling, symmetry, monkeypatch):
+    """k = 1: -log [p(u) / q(u) * 1/K sum_c p(z_c) p(x | c, z_c, u) / q(z_c)], the draws fixed by hand.
+
+    The frame of u written out too: theta = I + 0.2 u[:6] and, with colour, the matrix of u[6:].
+    """
+    channels = 3 if symmetry == "spatial_color" else 1
+    model = tiny_ace((16, 16, channels), symmetry=symmetry, sampling=sampling, latent_dim=2)
     model.build()
+    n = model.symmetry_net.num_statistics
     # Frames away from the identity with a visible spread, so that the frame draw matters.
-    model.symmetry_net.location.bias.assign(RNG.normal(0, 0.5, 6).astype(np.float32))
-    model.symmetry_net.log_scale.bias.assign(np.full(6, -1.0, np.float32))
-    x, _ = tiny_data(3)
-    frame_noise = RNG.normal(size=(3, 6)).astype(np.float32)
+    model.symmetry_net.location.bias.assign(RNG.normal(0, 0.5, n).astype(np.float32))
+    model.symmetry_net.log_scale.bias.assign(np.full(n, -1.0, np.float32))
+    x, _ = tiny_data(3, (16, 16, channels))
+    frame_noise = RNG.normal(size=(3, n)).astype(np.float32)
     latent_noise = RNG.normal(size=(3, 10, 2)).astype(np.float32)
     monkeypatch.setattr(model.symmetry_net.sampler, "noise", lambda shape, seed=None: keras.ops.convert_to_tensor(frame_noise))
     monkeypatch.setattr(model.auto_encoder.latent_sampler, "noise", lambda shape, seed=None: keras.ops.convert_to_tensor(latent_noise))
@@ -639,12 +651,14 @@ def test_nll_estimate_with_one_sample_is_the_bound_written_out(sampling, monkeyp
     statistics = {k: keras.ops.convert_to_numpy(v) for k, v in model.symmetry_net(x).items()}
     u = statistics["loc"] + np.exp(statistics["log_scale"]) * frame_noise
     log_frame_ratio = log_density(u, 0.0, 0.0, sampling) - log_density(u, statistics["loc"], statistics["log_scale"], sampling)
-    theta = np.array([1, 0, 0, 0, 1, 0], np.float32) + 0.2 * u
-    loc, log_scale = (keras.ops.convert_to_numpy(t) for t in model.auto_encoder.encode(model.canonicalize(x, {"theta": theta})))
+    frame = {"theta": np.array([1, 0, 0, 0, 1, 0], np.float32) + 0.2 * u[:, :6]}
+    if symmetry == "spatial_color":
+        frame["color"] = row_stochastic(u[:, 6:])
+    loc, log_scale = (keras.ops.convert_to_numpy(t) for t in model.auto_encoder.encode(model.canonicalize(x, frame)))
     log_scale = np.clip(log_scale, -7, 5)
     z = loc + np.exp(log_scale) * latent_noise  # (3, K, L)
     decoded = keras.ops.convert_to_numpy(model.auto_encoder.decode_all(z))
-    observed = np.stack([keras.ops.convert_to_numpy(model.to_observation(decoded[:, c], {"theta": theta})) for c in range(10)], 1)
+    observed = np.stack([keras.ops.convert_to_numpy(model.to_observation(decoded[:, c], frame)) for c in range(10)], 1)
     p = np.clip(observed, 1e-6, 1 - 1e-6).astype(np.float64)
     log_likelihood = (x[:, None] * np.log(p) + (1 - x[:, None]) * np.log(1 - p)).reshape(3, 10, -1).sum(-1)
     per_class = log_density(z, 0.0, 0.0, sampling) - log_density(z, loc, log_scale, sampling) + log_likelihood
