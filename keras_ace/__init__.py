@@ -10,6 +10,7 @@ from keras_ace.models import AutoEncoder
 from keras_ace.models import Classifier
 from keras_ace.models import PRESETS
 from keras_ace.models import SymmetryStatisticsNet
+from keras_ace.training import BackupAndRestore
 from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TrainingConfig
 from keras_ace.training import build_ace

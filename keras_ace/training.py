@@ -1,7 +1,10 @@
 """Training settings of Appendix A and the user-facing constructors `build_ace` and `build_preset`."""
 
 import dataclasses
+import json
 import math
+import os
+import sys
 
 import keras
 from keras import ops
@@ -164,3 +167,50 @@ def from_preset(name, training=None, distribution=None, **overrides):
     warnings.warn("keras_ace.from_preset is renamed build_preset: it builds an untrained model.", DeprecationWarning,
                   stacklevel=2)
     return build_preset(name, training, distribution, **overrides)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore` whose backup is whole or absent, and which sets a damaged one aside.
+
+    Keras writes `latest.weights.h5` in place: a process killed or a disk filled while
+    it writes leaves half a file, and every later run then fails to load it. Here each
+    file is written under a temporary name and renamed into place (weights first, then
+    the epoch, so an interruption between them repeats an epoch rather than skipping
+    one). A backup that cannot be loaded at the start is moved to `<backup_dir>.damaged`
+    with one line on stderr, the model keeps the weights it had, and training starts
+    afresh. Same arguments as Keras'.
+    """
+
+    def on_train_begin(self, logs=None):
+        variables = list(self.model.variables)
+        before = [keras.ops.convert_to_numpy(v) for v in variables]
+        try:
+            super().on_train_begin(logs)
+        except Exception as error:  # any failure to read the backup: h5py's, Keras' or JSON's
+            for variable, value in zip(variables, before):
+                variable.assign(value)
+            self.model._initial_epoch = 0
+            aside = f"{self.backup_dir.rstrip(os.sep)}.damaged"
+            if os.path.exists(aside):
+                import shutil
+
+                shutil.rmtree(aside)
+            os.replace(self.backup_dir, aside)
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            print(f"keras_ace: the backup {self.backup_dir} could not be loaded ({reason}); set aside as {aside}, "
+                  "training starts afresh", file=sys.stderr, flush=True)
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        partial_weights = os.path.join(self.backup_dir, "partial.weights.h5")  # Keras wants the .weights.h5 suffix
+        partial_metadata = f"{self._training_metadata_path}.partial"
+        try:
+            self.model.save_weights(filepath=partial_weights, overwrite=True)
+            with open(partial_metadata, "w") as f:
+                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+            os.replace(partial_weights, self._weights_path)
+            os.replace(partial_metadata, self._training_metadata_path)
+        finally:
+            for path in (partial_weights, partial_metadata):
+                if os.path.exists(path):
+                    os.remove(path)

@@ -14,6 +14,7 @@ from data_tools.moments import centre_of_mass
 from data_tools.moments import orientation
 from data_tools.moments import spread
 from tests.conftest import requires_mnist
+from tests.helpers import cut_short
 
 TINY = dict(
     encoder_units=(32, 32),
@@ -512,7 +513,7 @@ def test_backup_and_restore_resumes_an_interrupted_run(tmp_path):
                 raise RuntimeError("interrupted")
 
     model = tiny_ace()
-    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+    backup = keras_ace.BackupAndRestore(str(tmp_path / "backup"))
     with pytest.raises(RuntimeError, match="interrupted"):
         model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[backup, Interrupt()])
     resumed = tiny_ace()
@@ -520,6 +521,45 @@ def test_backup_and_restore_resumes_an_interrupted_run(tmp_path):
     # Epochs 0 and 1 finished before the interruption; only 2 and 3 are run again.
     assert len(history.history["loss"]) == 2
     assert int(keras.ops.convert_to_numpy(resumed.optimizer.iterations)) == 8
+
+
+def test_a_backup_cut_short_is_set_aside_and_training_starts_afresh(tmp_path, capfd):
+    x, y = tiny_data(32)
+    folder = tmp_path / "backup"
+    backup = keras_ace.BackupAndRestore(str(folder), delete_checkpoint=False)
+    tiny_ace().fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[backup])
+    # What a full disk left when Keras wrote the backup in place: the first third of it.
+    cut_short(str(folder / "latest.weights.h5"))
+    model = tiny_ace()
+    model.build()
+    start = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[keras_ace.BackupAndRestore(str(folder))])
+    assert len(history.history["loss"]) == 2  # from the first epoch
+    assert "could not be loaded" in capfd.readouterr().err and (tmp_path / "backup.damaged").is_dir()
+    assert any(np.abs(keras.ops.convert_to_numpy(w) - s).max() > 0 for w, s in zip(model.weights, start))
+
+
+def test_a_backup_interrupted_while_written_leaves_the_last_one_whole(tmp_path, monkeypatch):
+    x, y = tiny_data(32)
+    folder = tmp_path / "backup"
+    model = tiny_ace()
+    backup = keras_ace.BackupAndRestore(str(folder), delete_checkpoint=False)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[backup])
+    whole = (folder / "latest.weights.h5").read_bytes()
+
+    def disk_full(filepath, overwrite=True):
+        with open(filepath, "wb") as f:
+            f.write(whole[: len(whole) // 3])
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(model, "save_weights", disk_full)
+    with pytest.raises(OSError, match="File too large"):
+        model.fit(x, y, batch_size=16, epochs=2, initial_epoch=1, verbose=0, callbacks=[backup])
+    assert (folder / "latest.weights.h5").read_bytes() == whole and sorted(p.name for p in folder.iterdir()) == [
+        "latest.weights.h5", "training_metadata.json"]
+    resumed = tiny_ace()
+    history = resumed.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[keras_ace.BackupAndRestore(str(folder))])
+    assert len(history.history["loss"]) == 1  # the first epoch's backup loaded
 
 
 @requires_mnist

@@ -15,6 +15,7 @@ from keras_ace import distributed
 from keras_ace.backend_ops import distribution_scope
 from keras_ace.models.generation import FRAME_PRIOR_IMAGES
 from keras_ace.models.presets import PRESETS
+from keras_ace.training import BackupAndRestore
 from keras_ace.training import StopOnSkippedStep
 from keras_ace.training import TRAIN_SIZES
 from keras_ace.training import TrainingConfig
@@ -75,7 +76,7 @@ def train_panel(preset, config, verbose=2):
         initial_epoch=earlier["epochs"] if lengthened else 0,
         validation_data=(x_test, y_test),
         callbacks=[
-            keras.callbacks.BackupAndRestore(backup),
+            BackupAndRestore(backup),
             HistoryFile(history),
             clock,
             stop,
