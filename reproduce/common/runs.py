@@ -55,23 +55,21 @@ def train_panel(preset, config, verbose=2):
         if not os.path.exists(backup) and os.path.exists(history):
             os.remove(history)  # a fresh start: the old history belongs to no model here
         write_json(settings, settings_path)
-    x, y = training_data(dataset, config)
+    data = TrainingData.for_panel(dataset, config)
     x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
-    training = TrainingConfig.for_dataset(dataset, steps_per_epoch=training_steps(dataset, config, x))
+    training = TrainingConfig.for_dataset(dataset, steps_per_epoch=data.steps_per_epoch())
     keras.utils.set_random_seed(config.seed)
     if lengthened:
         with distribution_scope(config.distribution):
             model = files.load_model(path)
-        print(f"Training {preset} on {described(x, y, training)} from epoch {earlier['epochs']} to {config.epochs}", flush=True)
+        print(f"Training {preset} on {data.described()} from epoch {earlier['epochs']} to {config.epochs}", flush=True)
     else:
         model = build_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
-        print(f"Training {preset} on {described(x, y, training)} for {config.epochs} epochs", flush=True)
+        print(f"Training {preset} on {data.described()} for {config.epochs} epochs", flush=True)
     stop = StopOnSkippedStep()
     clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=lengthened or os.path.exists(backup))
     model.fit(
-        x,
-        y,
-        batch_size=None if y is None else training.batch_size,
+        *data.fit_inputs(),
         epochs=config.epochs,
         initial_epoch=earlier["epochs"] if lengthened else 0,
         validation_data=(x_test, y_test),
@@ -85,8 +83,7 @@ def train_panel(preset, config, verbose=2):
     )
     if stop.stopped_at is not None:
         raise TrainingStopped(f"{preset}: {stop.message()}")
-    if y is None and model.symmetry is not None:  # a data set: `fit` fits the frame prior only from arrays
-        model.fit_frame_prior(tfds_data.first_images(dataset, "train", config.tfds_dir, FRAME_PRIOR_IMAGES))
+    data.after_fit(model)
     files.save_model(model, path)
     if lengthened:
         write_json(settings, settings_path)  # only now: until saved, the model on disk is the shorter one
@@ -94,26 +91,65 @@ def train_panel(preset, config, verbose=2):
     return model
 
 
-def training_data(dataset, config):
-    """(images, labels) arrays, or with `config.tfds_dir` (this process's shard as a `tf.data.Dataset`, None)."""
-    if config.tfds_dir is None:
-        return load_split(dataset, "train", config.train_size, config.data_dir)
-    split = "train" if config.train_size is None else f"train[:{config.train_size}]"
-    return tfds_data.load_shard(dataset, split, config.tfds_dir, TrainingConfig.batch_size, shuffle_seed=config.seed), None
+class TrainingData:
+    """A panel's training images: NumPy arrays, or with `--tfds-dir` this process's tensorflow-datasets shard.
+
+    The choice is made once, by `for_panel`; `train_panel` asks only for what `fit` takes,
+    the steps of an epoch, a description, and what to do after `fit`.
+    """
+
+    @staticmethod
+    def for_panel(dataset, config):
+        return ArrayData(dataset, config) if config.tfds_dir is None else ShardData(dataset, config)
+
+    def __init__(self, dataset, config):
+        self.dataset, self.config = dataset, config
 
 
-def described(x, y, training):
-    if y is not None:
-        return f"{len(x)} images"
-    return f"this process's TFDS shard ({training.steps_per_epoch} global batches of {training.batch_size} an epoch)"
+class ArrayData(TrainingData):
+    """The first `config.train_size` training images and labels as arrays, batched by `fit` at the paper's 250."""
+
+    def __init__(self, dataset, config):
+        super().__init__(dataset, config)
+        self.x, self.y = load_split(dataset, "train", config.train_size, config.data_dir)
+
+    def fit_inputs(self):
+        return self.x, self.y, TrainingConfig.batch_size
+
+    def steps_per_epoch(self):
+        return math.ceil(len(self.x) / TrainingConfig.batch_size)
+
+    def described(self):
+        return f"{len(self.x)} images"
+
+    def after_fit(self, model):
+        """Nothing: `fit` fitted the frame prior to these images."""
 
 
-def training_steps(dataset, config, x):
-    """Steps per epoch: of the arrays at the paper's batch, or of the whole global batches of the TFDS split."""
-    if config.tfds_dir is None:
-        return math.ceil(len(x) / TrainingConfig.batch_size)
-    images = tfds_data.num_examples(dataset, "train", config.tfds_dir)
-    return max(1, min(images, config.train_size or images) // TrainingConfig.batch_size)
+class ShardData(TrainingData):
+    """This process's shard of a prepared tensorflow-datasets split, already batched (`data_tools.tfds_data`)."""
+
+    def __init__(self, dataset, config):
+        super().__init__(dataset, config)
+        split = "train" if config.train_size is None else f"train[:{config.train_size}]"
+        self.shard = tfds_data.load_shard(dataset, split, config.tfds_dir, TrainingConfig.batch_size, shuffle_seed=config.seed)
+
+    def fit_inputs(self):
+        return self.shard, None, None
+
+    def steps_per_epoch(self):
+        """The whole global batches of the split (every process takes as many)."""
+        images = tfds_data.num_examples(self.dataset, "train", self.config.tfds_dir)
+        return max(1, min(images, self.config.train_size or images) // TrainingConfig.batch_size)
+
+    def described(self):
+        return (f"this process's TFDS shard ({self.steps_per_epoch()} global batches of {TrainingConfig.batch_size} "
+                "an epoch)")
+
+    def after_fit(self, model):
+        """The frame prior fitted again to the first images of the split, the same in every process (not the shard's)."""
+        if model.symmetry is not None:
+            model.fit_frame_prior(tfds_data.first_images(self.dataset, "train", self.config.tfds_dir, FRAME_PRIOR_IMAGES))
 
 
 def train_panels_over_processes(panels, config):
