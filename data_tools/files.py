@@ -142,6 +142,23 @@ def check_keras_archive(path):
         raise DamagedFileError(f"{path} is a zip archive but not a .keras file (it holds no config.json)", "no config.json")
 
 
+def unwritable(error):
+    """One line for an `OSError` raised while writing: the path, what went wrong and what to do."""
+    import errno
+
+    path = error.filename or "a file"
+    advice = {
+        errno.ENOSPC: "free some space or write elsewhere",
+        errno.EFBIG: "the file is larger than this system allows (a full disk or a file-size limit); write elsewhere",
+        errno.EROFS: "the file system is read-only; write elsewhere",
+        errno.EACCES: "no permission to write there; write elsewhere",
+        errno.EPERM: "no permission to write there; write elsewhere",
+        errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
+        errno.EISDIR: "a folder is in the way; choose another path",
+    }.get(error.errno, "check the path and the disk")
+    return f"cannot write {path}: {error.strerror or reason(error)}; {advice}"
+
+
 def reason(error):
     """The first line of an exception's message, with its type when the message is empty."""
     text = str(error).strip().splitlines()

@@ -231,6 +231,9 @@ def main(argv=None):
     except (UsageError, DataNotFoundError, files.DamagedFileError) as error:
         print(f"python -m keras_ace {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a read-only or impossible folder: what was written is gone whole
+        print(f"python -m keras_ace {args.command}: error: {files.unwritable(error)}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -84,6 +84,22 @@ def test_user_errors_are_one_line_and_status_2(trained_ace, args, message, capsy
     assert re.search(message, err), err
 
 
+def test_a_full_disk_is_one_line_and_status_2(trained_ace, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from data_tools import pictures
+
+    def disk_full(panels, titles, caption, path):
+        raise OSError(errno.ENOSPC, "No space left on device", path)
+
+    monkeypatch.setattr(pictures, "save_annotated_png", disk_full)
+    out = tmp_path / "s.png"
+    assert cli_main(["sample", str(trained_ace.path), "--class", "3", "-n", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot write {out}: No space left on device; free some space" in err[0], err
+    assert not out.exists()
+
+
 def test_convert_rewrites_a_0_1_file(tmp_path, capsys):
     legacy = os.path.join(ROOT, "tests", "data", "legacy_dense_spatial.keras")
     assert cli_main(["convert", legacy, str(tmp_path / "new.keras")]) == 0

@@ -285,6 +285,19 @@ def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeyp
         runs.train_panel("fig2_mnist", config)
 
 
+def test_an_output_folder_that_cannot_be_made_is_one_line_before_training(tmp_path, capsys):
+    from common.figure import main
+    from common.pictures import class_manifold_panels
+
+    (tmp_path / "a_file").write_text("")
+    args = ["--quick", "--output-dir", str(tmp_path / "a_file" / "fig2"), "--panels", "fig2_mnist"]
+    with pytest.raises(SystemExit) as stopped:
+        main("fig2", ("fig2_mnist",), class_manifold_panels, "", args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1, err
+    assert re.search(r"^fig2: error: cannot write .*a_file.*a part of the path is a file", err[0]), err
+
+
 @requires_mnist
 def test_a_judge_is_reused_only_with_its_settings(tmp_path, monkeypatch):
     from common import judge as run_judge

@@ -128,6 +128,8 @@ def main(figure, panels, picture, description, argv=None, quick_panels=()):
     except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
         # Errors of the user's data, folders or run: one line, no traceback.
         parser.exit(2, f"{figure}: error: {error}\n")
+    except OSError as error:  # a full disk, a read-only or impossible --output-dir
+        parser.exit(2, f"{figure}: error: {files.unwritable(error)}. Rerun the same command to go on.\n")
     if config.distribute:
         distributed.wait_for_all()  # the others wait for process 0's measurements
     return 0
