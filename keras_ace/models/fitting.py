@@ -20,6 +20,9 @@ from keras_ace.optimizers import EpochDecay
 
 # Appendix A trains with batches of 250: `ACE.fit`'s default for arrays.
 BATCH_SIZE = 250
+# `keras.Model.fit`'s arguments after `validation_data`, in its order: passed on by name.
+FIT_ARGUMENTS = ("shuffle", "class_weight", "sample_weight", "initial_epoch", "steps_per_epoch", "validation_steps",
+                 "validation_batch_size", "validation_freq")
 
 
 def steps_per_epoch(x, batch_size, validation_split=0.0):
@@ -85,6 +88,7 @@ class PaperTraining:
         arrays and feeds its share of each global batch of `batch_size` rows (validation
         data too); a data set must already be the process's shard.
         """
+        kwargs = {**dict(zip(FIT_ARGUMENTS, args)), **kwargs}  # the rest of Keras' arguments, by name
         self.check_data(x, y)
         if isinstance(validation_data, tuple) and len(validation_data) >= 2:
             self.check_data(validation_data[0], validation_data[1])
@@ -99,8 +103,10 @@ class PaperTraining:
         if distributed.process_count() > 1:
             x, y, batch_size, validation_data = self._process_share(x, y, batch_size, validation_data)
         with distributed.failure_named():
-            history = super().fit(x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-                                  *args, **kwargs)
+            history = super().fit(
+                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                validation_split=validation_split, validation_data=validation_data, **kwargs,
+            )  # fmt: skip
         if self.symmetry is not None:
             images = first_images(arrays, FRAME_PRIOR_IMAGES)
             if len(images):
