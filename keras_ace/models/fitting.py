@@ -82,7 +82,8 @@ class PaperTraining:
 
         With symmetry statistics, the frame prior that `sample` draws from is fitted
         afterwards to the statistics the net infers on the first `FRAME_PRIOR_IMAGES`
-        training images, whatever the input (arrays, a `PyDataset`, a `tf.data` data set).
+        training images, whatever the input (arrays, a `PyDataset`, a `tf.data` data set),
+        except a process's shard over several processes (call `fit_frame_prior` there).
 
         Over several processes (`keras_ace.distributed`), every process passes the whole
         arrays and feeds its share of each global batch of `batch_size` rows (validation
@@ -107,7 +108,10 @@ class PaperTraining:
                 x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
                 validation_split=validation_split, validation_data=validation_data, **kwargs,
             )  # fmt: skip
-        if self.symmetry is not None:
+        # Over several processes a data set is each process's own shard: a prior fitted to it would differ
+        # between processes, so there the caller fits it to the same images everywhere (`fit_frame_prior`).
+        shard = distributed.process_count() > 1 and len(getattr(arrays, "shape", ())) != 4
+        if self.symmetry is not None and not shard:
             images = first_images(arrays, FRAME_PRIOR_IMAGES)
             if len(images):
                 self.fit_frame_prior(images)
