@@ -76,10 +76,20 @@ def ms(seconds):
     return f"{1000 * seconds:.0f}" if seconds >= 0.1 else f"{1000 * seconds:.1f}"
 
 
+def device_of(record):
+    """The device a run record names: its `device`, or from the machine it recorded (`common.metrics.machine`)."""
+    if "device" in record:
+        return record["device"]
+    devices = record.get("devices", [])
+    if all(d.startswith("cpu") for d in devices):
+        return f"{record['cpus']}-core {record['processor']} CPU"
+    return ", ".join(devices)
+
+
 def source(runs, run, panels=()):
     """`run` (device, epochs, training time): the run column of a table."""
     record = runs.record(run)
-    parts = [record["device"]]
+    parts = [device_of(record)]
     if panels:
         metrics = [runs.panel(run, p) for p in panels]
         epochs = sorted({m["training_epochs"] for m in metrics if "training_epochs" in m})
@@ -362,7 +372,8 @@ def cifar10_judge(runs):
     names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     return (["", "all"] + list(names),
             [["accuracy on real test images", pct(judge["test_accuracy"])] + [pct(a, 0) for a in judge["test_accuracy_per_class"]],
-             ["run", source(runs, run), *[""] * 10]])
+             ["run", f"`{run}` ({device_of(runs.record(run))}, {judge['epochs']} epochs on {judge['training_images']} "
+                     f"images, {minutes(judge['training_wall_time_s'])} of training, {judge['backend']})", *[""] * 10]])
 
 
 def main_command(runs):
@@ -416,7 +427,7 @@ def multi_process(runs):
 
 def speed_runs(runs):
     return ["run", "device", "backend", "keras_ace", "command"], [
-        [f"`{run}`", runs.record(run)["device"], runs.record(run).get("backend", "-"), runs.record(run)["keras_ace_version"],
+        [f"`{run}`", device_of(runs.record(run)), runs.record(run).get("backend", "-"), runs.record(run)["keras_ace_version"],
          command(runs, run)] for run in ("train_step_cpu_three_backends", "train_step_gpu", "multi_process_cpu")]
 
 
