@@ -8,7 +8,7 @@ around the tables is written by hand and holds no number of its own.
     python reproduce/report.py            # rewrites the tables in place
     python reproduce/report.py --check    # exits 1 and names the first cell that differs
 
-Only the standard library and NumPy: it runs in a second, without Keras.
+Only the standard library, NumPy and `data_tools`: it runs in seconds, without Keras.
 """
 
 import argparse
@@ -19,6 +19,8 @@ import re
 import sys
 
 import numpy as np
+
+from data_tools.pictures import background_green
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = ("README.md", "docs/results.md", "docs/speed.md")
@@ -113,13 +115,13 @@ def paired_difference(runs, run_a, panel_a, run_b, panel_b):
 
 
 # The horse grids of Figures 3 and 4: a 7x7 mosaic of 32x32 images per panel, panels 4 pixels apart.
-GRID, IMAGE, GAP, RING = 7, 32, 4, 4
+GRID, IMAGE, GAP = 7, 32, 4
 
 
 def background(runs, run, panel):
     """(saturation, green) of the horse grid's outer ring, from metrics.json.
 
-    Green is the mean excess G - (R + B) / 2 of the ring's pixels (`common.metrics.background_green`).
+    Green is the mean excess G - (R + B) / 2 of the ring's pixels (`data_tools.pictures.background_green`).
     For runs measured before it was recorded, green is measured on the figure's committed PNG
     (the saturation measured there agrees with metrics.json's to 0.001, the PNG's 8-bit rounding).
     """
@@ -129,19 +131,14 @@ def background(runs, run, panel):
     import matplotlib.image
 
     figure = panel[:4]
-    config = runs.json(run, "config.json")
-    panels = [p for p in runs.json(run) if p.startswith(figure)]
-    if config.get("panels"):
-        panels = [p for p in panels if p in config["panels"]]
-    index = sorted(panels).index(panel)
+    # The panels drawn, in their order: metrics.json's (a `--panels` run also keeps the others' numbers there).
+    drawn = runs.json(run, "config.json").get("panels")
+    index = [p for p in runs.json(run) if p.startswith(figure) and (not drawn or p in drawn)].index(panel)
     picture = matplotlib.image.imread(runs.path(run, f"{figure}.png"))[..., :3]
     left = index * (GRID * IMAGE + GAP)
     mosaic = picture[: GRID * IMAGE, left : left + GRID * IMAGE]
     images = mosaic.reshape(GRID, IMAGE, GRID, IMAGE, 3).transpose(0, 2, 1, 3, 4).reshape(-1, IMAGE, IMAGE, 3)
-    ring = np.ones((IMAGE, IMAGE), bool)
-    ring[RING:-RING, RING:-RING] = False
-    pixels = images[:, ring]
-    return metrics["horse_grid_background_saturation"], float(np.mean(pixels[..., 1] - 0.5 * (pixels[..., 0] + pixels[..., 2])))
+    return metrics["horse_grid_background_saturation"], background_green(images)
 
 
 def verdict(reproduces, partly=False):

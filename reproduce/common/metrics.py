@@ -7,6 +7,8 @@ import keras
 import numpy as np
 
 from data_tools import files
+from data_tools.pictures import background_green
+from data_tools.pictures import background_saturation
 from keras_ace.models.presets import PRESETS
 from common.config import load_split
 from common.judge import judged_accuracy
@@ -121,39 +123,6 @@ def truth_correlation(model, dataset, config):
     learned = learned_geometry(model.symmetry_statistics(x[:count])["theta"], model.image_shape[:2])
     true = truth_geometry(dataset, {k: v[:count] for k, v in truth.items()}, model.image_shape[0])
     return {k: float(np.corrcoef(learned[k], v)[0, 1]) for k, v in true.items()}
-
-
-# Outer ring of pixels read as the background of a CIFAR-10 picture.
-BACKGROUND_BORDER = 4
-
-
-def background_saturation(images, border=BACKGROUND_BORDER):
-    """Mean HSV saturation, (max - min) / max over RGB, of the outer `border` pixels of (..., H, W, 3) images.
-
-    Figure 4's claim: colour statistics subdue the background of the decoded horses.
-    """
-    pixels = background_ring(images, border)  # (N, ring pixels, 3)
-    brightest = pixels.max(-1)
-    saturation = np.where(brightest > 0, (brightest - pixels.min(-1)) / np.maximum(brightest, 1e-6), 0.0)
-    return float(saturation.mean())
-
-
-def background_ring(images, border=BACKGROUND_BORDER):
-    """The outer `border` pixels of (..., H, W, 3) images: (N, ring pixels, 3)."""
-    images = np.asarray(images, np.float32).reshape(-1, *np.shape(images)[-3:])
-    ring = np.ones(images.shape[1:3], bool)
-    ring[border:-border, border:-border] = False
-    return images[:, ring]
-
-
-def background_green(images, border=BACKGROUND_BORDER):
-    """Mean excess of green over the mean of red and blue, G - (R + B) / 2, in the outer `border` pixels.
-
-    Figure 4's caption: with colour statistics "the green background is subdued". Positive
-    where the background is green (grass, trees), negative where it is red or blue.
-    """
-    pixels = background_ring(images, border)
-    return float(np.mean(pixels[..., 1] - 0.5 * (pixels[..., 0] + pixels[..., 2])))
 
 
 def frame_spread(model, x):
