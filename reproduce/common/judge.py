@@ -54,7 +54,7 @@ def train_judge(dataset, config, canonical=False):
 
     `canonical=False`: trained on the real training images, distorted as they are.
     `canonical=True`: trained on undistorted MNIST digits at the canvas centre, to judge
-    canonical-frame outputs. Returns `(model, test_accuracy)`.
+    canonical-frame outputs. Returns `(model, test_accuracy, test_accuracy_per_class)`.
     """
     # Undistorted MNIST at the centre of MNIST's own canvas is MNIST: one judge serves both.
     canonical = canonical and dataset != "mnist"
@@ -81,8 +81,7 @@ def train_judge(dataset, config, canonical=False):
         judge.fit(x, y, batch_size=128, epochs=config.judge_epochs, verbose=2)
         files.save_model(judge, path)
         files.write_json(settings, settings_path)
-    accuracy = float(np.mean(np.argmax(judge.predict(x_test, batch_size=500, verbose=0), -1) == y_test))
-    return judge, accuracy
+    return (judge, *accuracies(judge, x_test, y_test))
 
 
 def panel_judge(dataset, config):
@@ -94,9 +93,7 @@ def panel_judge(dataset, config):
     if dataset == "cifar10" and not config.quick:
         judge, record = cifar10_judge(config.data_dir)
         return judge, record["test_accuracy"], record["test_accuracy_per_class"]
-    judge, accuracy = train_judge(dataset, config)
-    x_test, y_test = load_split(dataset, "test", config.test_size, config.data_dir)
-    return judge, accuracy, per_class_accuracy(judge, x_test, y_test)
+    return train_judge(dataset, config)
 
 
 def judged_accuracy(judge, images, class_id):
@@ -192,10 +189,11 @@ def train_cifar10_judge(x, y, epochs=CIFAR10_JUDGE_EPOCHS, seed=0, verbose=2):
     return judge
 
 
-def per_class_accuracy(judge, x, y, num_classes=10):
-    """The judge's accuracy on the images of each class (None for a class with no images)."""
+def accuracies(judge, x, y, num_classes=10):
+    """The judge's accuracy on images x of classes y, and on the images of each class (None where a class has none)."""
     predicted = np.argmax(judge.predict(x, batch_size=500, verbose=0), -1)
-    return [float(np.mean(predicted[y == c] == c)) if np.any(y == c) else None for c in range(num_classes)]
+    per_class = [float(np.mean(predicted[y == c] == c)) if np.any(y == c) else None for c in range(num_classes)]
+    return float(np.mean(predicted == y)), per_class
 
 
 def cifar10_judge(data_dir=None, epochs=CIFAR10_JUDGE_EPOCHS, train_size=None):
@@ -219,10 +217,10 @@ def cifar10_judge(data_dir=None, epochs=CIFAR10_JUDGE_EPOCHS, train_size=None):
           "once, then kept in the data cache", flush=True)
     start = time.time()
     judge = train_cifar10_judge(x, y, epochs)
-    per_class = per_class_accuracy(judge, x_test, y_test)
+    accuracy, per_class = accuracies(judge, x_test, y_test)
     record = {
         "name": CIFAR10_JUDGE_NAME,
-        "test_accuracy": float(np.mean(per_class)),  # CIFAR-10's test classes are balanced
+        "test_accuracy": accuracy,
         "test_accuracy_per_class": per_class,
         "epochs": epochs,
         "training_images": len(x),

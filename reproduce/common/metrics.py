@@ -78,7 +78,7 @@ def panel_metrics(model, preset, config, grid_values):
     # The drawn grid, and the paper's [-4, 4] grid where quick mode draws another.
     grids = {"grid": grid_values, "prior_grid": np.repeat(MANIFOLD_GRID[None], model.num_classes, 0)}
     if model.symmetry is not None:
-        grid_judge, grid_accuracy = train_judge(dataset, config, canonical=True)
+        grid_judge, grid_accuracy, _ = train_judge(dataset, config, canonical=True)
         metrics["canonical_judge_test_accuracy"] = grid_accuracy
     else:
         grid_judge = judge  # without symmetry statistics the grid is in the observation frame
