@@ -182,6 +182,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def on_train_begin(self, logs=None):
+        if not os.path.exists(self.backup_dir):  # nothing to restore: no copy of the weights needed
+            return super().on_train_begin(logs)
         variables = list(self.model.variables)
         before = [keras.ops.convert_to_numpy(v) for v in variables]
         try:
