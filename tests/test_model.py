@@ -92,10 +92,12 @@ MNIST_SSN = ((20, 20), 5, 50)
 CIFAR10_SSN = ((32, 64), 3, 128)
 
 
-def panel(h, w, c, latent, auto_encoder, ssn_settings=None, statistics=6):
+def panel(h, w, c, latent, auto_encoder, ssn_settings=None, statistics=6, mirror=False):
     """Each part's parameters: the symmetry statistics net, the classifier, the auto-encoder."""
+    # The mirror's score head: one unit on the net's dense layer.
+    mirror_head = dense(ssn_settings[-1], 1) if mirror else 0
     return {
-        "symmetry statistics net": ssn(h, w, c, *ssn_settings, statistics) if ssn_settings else 0,
+        "symmetry statistics net": ssn(h, w, c, *ssn_settings, statistics) + mirror_head if ssn_settings else 0,
         "classifier": classifier(h, w, c),
         "auto-encoder": auto_encoder(h * w * c, latent) if auto_encoder is dense_ae else auto_encoder(h, w, c, latent),
     }
@@ -112,6 +114,8 @@ HAND_COUNTS = {
     "fig3_cifar10_sss": panel(32, 32, 3, 2, dense_ae, CIFAR10_SSN),
     "fig4_cifar10_spatial": panel(32, 32, 3, 2, conv_ae, CIFAR10_SSN),
     "fig4_cifar10_spatial_color": panel(32, 32, 3, 2, conv_ae, CIFAR10_SSN, statistics=15),
+    "fig3_cifar10_sss_mirror": panel(32, 32, 3, 2, dense_ae, CIFAR10_SSN, mirror=True),
+    "fig4_cifar10_spatial_mirror_color": panel(32, 32, 3, 2, conv_ae, CIFAR10_SSN, statistics=15, mirror=True),
 }
 
 

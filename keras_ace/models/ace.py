@@ -18,6 +18,8 @@ from keras_ace.models.generation import GenerationAndControl
 from keras_ace.models import likelihood
 from keras_ace.models.likelihood import bernoulli_nll
 from keras_ace.models.symmetries import COLOR_INVERSES
+from keras_ace.models.symmetries import at_states
+from keras_ace.models.symmetries import every_state
 from keras_ace.models.symmetries import make_symmetries
 from keras_ace.models.symmetries import symmetry_kinds
 from keras_ace.models.symmetry_statistics_net import SymmetryStatisticsNet
@@ -220,19 +222,33 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         Returns a dict: `class_logits` (B, K), `latent_loc` and `latent_log_scale`
         (B, K, latent_dim), `noise` (B, latent_dim) for the reparameterised latent
         sample, `canonical` (B, H, W, C) (the input in the canonical frame) and, with
-        symmetry, `theta` (B, 6), `color` (B, 3, 3) and `symmetry_kl` (B,).
+        symmetry, the frame (`theta` (B, 6), `color` (B, 3, 3), ...) and `symmetry_kl`
+        (B,). With a discrete symmetry (the mirror) these rows are at each image's more
+        probable state, and `states` holds the same entries for every state (S * B
+        rows, state-major) with their posterior `log_weights` (B, S), which the loss
+        and the bound sum over.
         """
         validation.check_symbolic_images(x, self.image_shape)
-        outputs = {}
-        if self.symmetry is not None:
-            statistics = self.symmetry_net(x, training=training)
-            frame = {s.key: statistics[s.key] for s in self.symmetries}
-            outputs.update(frame)
-            outputs["symmetry_kl"] = statistics["kl"]
-            x = self.canonicalize(x, frame)
-        outputs["canonical"] = x
-        outputs["class_logits"] = self.classifier(x, training=training)
-        outputs["latent_loc"], outputs["latent_log_scale"] = self.auto_encoder.encode(x)
+        if self.symmetry is None:
+            return self._read(x, {}, training)
+        statistics = self.symmetry_net(x, training=training)
+        frame = {s.key: statistics[s.key] for s in self.symmetries}
+        discrete = self.symmetry_net.discrete
+        if discrete is None:
+            outputs = self._read(x, frame, training)
+        else:
+            every = self._read(*every_state(x, frame, discrete), training)
+            chosen = ops.one_hot(ops.argmax(statistics["state_logits"], axis=-1), discrete.num_states)  # (B, S)
+            outputs = {k: at_states(v, chosen) for k, v in every.items()}
+            outputs["states"] = {**every, "log_weights": ops.log_softmax(statistics["state_logits"], axis=-1)}
+        outputs["symmetry_kl"] = statistics["kl"]
+        return outputs
+
+    def _read(self, x, frame, training):
+        """Box 0.4 with `frame`, then the classifier's logits and the latent posteriors of the canonical images."""
+        canonical = self.canonicalize(x, frame)
+        outputs = {**frame, "canonical": canonical, "class_logits": self.classifier(canonical, training=training)}
+        outputs["latent_loc"], outputs["latent_log_scale"] = self.auto_encoder.encode(canonical)
         # Training draws from the latent sampler's stream; inference (evaluate's bound) from a
         # fixed seed, so that classify, evaluate or predict never move the training stream.
         seed = None if training else self.inference_seed
@@ -245,17 +261,21 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         outputs = y_pred
         validation.check_symbolic_labels(y, self.num_classes)
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
+        # Each state's rows with a discrete symmetry, the expectation over its posterior.
+        rows, copies, expected = likelihood.over_states(outputs)
+        x_rows, y_rows = likelihood.repeat_rows(x, copies), likelihood.repeat_rows(y, copies)
         # The true class picks the latent block and the decoder (supervised training).
-        loc = class_rows(outputs["latent_loc"], y, self.num_classes)  # (B, L)
-        log_scale = class_rows(outputs["latent_log_scale"], y, self.num_classes)
-        z = self.auto_encoder.posterior_sample(loc, log_scale, outputs["noise"])
+        loc = class_rows(rows["latent_loc"], y_rows, self.num_classes)  # (B, L)
+        log_scale = class_rows(rows["latent_log_scale"], y_rows, self.num_classes)
+        z = self.auto_encoder.posterior_sample(loc, log_scale, rows["noise"])
         # Against the original input, after undoing box 0.4.
-        reconstruction = bernoulli_nll(x, self.to_observation(self.auto_encoder.decode(z, y), self.frame(outputs)))
-        generative = self.auto_encoder.latent_sampler.kl_divergence(loc, log_scale)
+        decoded = self.to_observation(self.auto_encoder.decode(z, y_rows), self.frame(rows))
+        reconstruction = expected(bernoulli_nll(x_rows, decoded))
+        generative = expected(self.auto_encoder.latent_sampler.kl_divergence(loc, log_scale))
         if self.symmetry is not None:
             generative = generative + outputs["symmetry_kl"]
-        logits = outputs["class_logits"]
-        classification = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        cross_entropy = keras.losses.sparse_categorical_crossentropy(y_rows, rows["class_logits"], from_logits=True)
+        classification = expected(cross_entropy)
         per_example = reconstruction + generative + classification
         if sample_weight is not None:
             per_example = per_example * ops.reshape(ops.cast(sample_weight, per_example.dtype), (-1,))
@@ -263,8 +283,8 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         self.reconstruction_tracker.update_state(reconstruction)
         self.generative_tracker.update_state(generative)
         self.classification_tracker.update_state(classification)
-        wrong = ops.cast(ops.not_equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), y), "float32")
-        self.error_tracker.update_state(wrong)
+        predicted = ops.cast(ops.argmax(outputs["class_logits"], axis=-1), "int32")
+        self.error_tracker.update_state(ops.cast(ops.not_equal(predicted, y), "float32"))
         if not training:
             self.nll_bound_tracker.update_state(self.nll_bound(x, outputs))
         return scale_loss_for_replicas(ops.mean(per_example))

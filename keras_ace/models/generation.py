@@ -200,8 +200,7 @@ class GenerationAndControl:
 
     def _in_random_frames(self, canonical, generator, frames):
         """Canonical-frame images put into newly drawn frames."""
-        u = self.symmetry_net.draw(ops.shape(canonical)[0], generator, frames)
-        return self.to_observation(canonical, self.symmetry_net.frame(u))
+        return self.to_observation(canonical, self.symmetry_net.draw_frame(ops.shape(canonical)[0], generator, frames))
 
     def draw_frames(self, n, seed=None, frames=None):
         """Symmetry statistics of `n` new frames: theta (n, 6) and, for colour, (n, 3, 3) matrices.
@@ -215,7 +214,7 @@ class GenerationAndControl:
         """
         net = self._require_symmetry_net()
         n = validation.check_count(n)
-        frame = net.frame(net.draw(n, self._seed_generator(seed), self._check_frames(frames)))
+        frame = net.draw_frame(n, self._seed_generator(seed), self._check_frames(frames))
         return {k: ops.convert_to_numpy(v) for k, v in frame.items()}
 
     def vary_symmetry(self, x, seed=None, frames=None, batch_size=250):

@@ -12,6 +12,8 @@ import numpy as np
 from keras import ops
 
 from keras_ace import validation
+from keras_ace.models.symmetries import every_state
+from keras_ace.models.symmetries import per_state
 
 # Keeps the Bernoulli log-likelihood finite where a resampled output is exactly 0 or 1.
 PROBABILITY_EPSILON = 1e-6
@@ -29,6 +31,27 @@ def bernoulli_nll(x, probabilities):
     return ops.sum(ops.reshape(nll, (ops.shape(nll)[0], -1)), axis=-1)
 
 
+def over_states(outputs):
+    """The rows a loss scores from `ACE.call`'s outputs, their copies of each image, and the expectation over them.
+
+    Returns `(rows, copies, expected)`: without a discrete symmetry the outputs
+    themselves, 1 and the identity; with one, every state's rows (state-major), the
+    number of states S and `expected`, which takes a per-row term (S * B,) to its
+    expectation (B,) under the posterior over the states.
+    """
+    if "states" not in outputs:
+        return outputs, 1, lambda term: term
+    rows = outputs["states"]
+    weights = ops.exp(rows["log_weights"])  # (B, S)
+    copies = weights.shape[-1]
+    return rows, copies, lambda term: ops.sum(per_state(term, copies) * ops.transpose(weights), axis=0)
+
+
+def repeat_rows(t, copies):
+    """t (B, ...) repeated `copies` times along the batch, as `over_states`' rows are."""
+    return t if copies == 1 else ops.concatenate([ops.convert_to_tensor(t)] * copies, axis=0)
+
+
 def nll_bound(model, x, outputs):
     """The eq. 4.1 mixture bound on -log p(x) in nats, per example: (B,).
 
@@ -41,21 +64,25 @@ def nll_bound(model, x, outputs):
     with one sample of each class's latents (shared noise) and the symmetry
     statistics at their mean: without them a one-sample estimate of the variational
     bound; with them a *plug-in* value, as their KL is added but they are not
-    sampled (docs/deviations.md). It bounds the negative log-*density* of [0, 1]
-    intensities under a Bernoulli likelihood, not the discrete likelihood of
+    sampled (docs/deviations.md). A discrete symmetry (the mirror) is summed over
+    exactly: each state's mixture term weighted by its posterior, whose KL to the
+    uniform prior is part of KL_symmetry. It bounds the negative log-*density* of
+    [0, 1] intensities under a Bernoulli likelihood, not the discrete likelihood of
     binarised MNIST that VAE papers report.
     """
-    loc, log_scale = outputs["latent_loc"], outputs["latent_log_scale"]
-    z = model.auto_encoder.posterior_sample(loc, log_scale, outputs["noise"][:, None, :])  # (B, K, L)
+    rows, copies, expected = over_states(outputs)
+    x = repeat_rows(x, copies)
+    loc, log_scale = rows["latent_loc"], rows["latent_log_scale"]
+    z = model.auto_encoder.posterior_sample(loc, log_scale, rows["noise"][:, None, :])  # (B, K, L)
     canonical = model.auto_encoder.decode_all(z)  # (B, K, H, W, C)
-    frame = model.frame(outputs)
+    frame = model.frame(rows)
     reconstruction = ops.stack(
         [bernoulli_nll(x, model.to_observation(canonical[:, c], frame)) for c in range(model.num_classes)], axis=1
     )  # (B, K)
     kl = model.auto_encoder.latent_sampler.kl_divergence(loc, log_scale)  # (B, K)
-    weights = ops.softmax(outputs["class_logits"], axis=-1)
-    log_weights = ops.log_softmax(outputs["class_logits"], axis=-1)
-    bound = ops.sum(weights * (reconstruction + kl + log_weights), axis=-1) + math.log(model.num_classes)
+    weights = ops.softmax(rows["class_logits"], axis=-1)
+    log_weights = ops.log_softmax(rows["class_logits"], axis=-1)
+    bound = expected(ops.sum(weights * (reconstruction + kl + log_weights), axis=-1)) + math.log(model.num_classes)
     if model.symmetry is not None:
         bound = bound + outputs["symmetry_kl"]
     return bound
@@ -74,7 +101,10 @@ def nll_estimate(model, x, samples=100, batch_size=ESTIMATE_ROWS, seed=None, ver
     posterior (without symmetry statistics that factor is 1), each class's latents
     `z_sc ~ q(z | x, u_s, c)` from its latent block, seeing the image canonicalised
     with `u_s`, and the class, with a uniform prior, is summed exactly over the K
-    decoders rather than sampled (the classifier is not needed). `p(x | ...)` is
+    decoders rather than sampled (the classifier is not needed). A discrete symmetry's
+    state m (the mirror) is summed exactly in the same way, with its uniform prior:
+    the inner sum runs over every (m, c) with weight 1 / (S K), and z is drawn from
+    the posterior of the image canonicalised with (u_s, m). `p(x | ...)` is
     the Bernoulli likelihood of the [0, 1] intensities the model is trained with,
     so these are negative log-*densities* of grey-level images, not the discrete
     likelihoods of binarised MNIST that VAE papers report.
@@ -121,8 +151,7 @@ def nll_estimate(model, x, samples=100, batch_size=ESTIMATE_ROWS, seed=None, ver
 def log_importance_weights(model, x, samples, generator):
     """log w of `nll_estimate` for `samples` draws per image: x (b, H, W, C) -> (b, samples) float64."""
     rows = ops.convert_to_tensor(np.repeat(x, samples, axis=0))  # (b * samples, H, W, C), image-major
-    frame = {}
-    log_weight = 0.0
+    frame, log_weight, copies = {}, 0.0, 1
     if model.symmetry is not None:
         statistics = model.symmetry_net(x)
         loc, log_scale = (ops.repeat(statistics[k], samples, axis=0) for k in ("loc", "log_scale"))  # (R, n)
@@ -130,6 +159,10 @@ def log_importance_weights(model, x, samples, generator):
         u = loc + sampler.scale(log_scale) * sampler.noise(ops.shape(loc), seed=generator)
         log_weight = sampler.log_prior(u) - sampler.log_posterior(u, loc, log_scale)  # (R,)
         frame = model.symmetry_net.frame(u)
+        discrete = model.symmetry_net.discrete
+        if discrete is not None:  # every state of each draw: S * R rows, state-major
+            rows, frame = every_state(rows, frame, discrete)
+            copies = discrete.num_states
         latent_loc, latent_log_scale = model.auto_encoder.encode(model.canonicalize(rows, frame))
     else:
         # Without frames the posteriors do not depend on the draw: encoded once per image.
@@ -143,5 +176,7 @@ def log_importance_weights(model, x, samples, generator):
         axis=1,
     )  # (R, K)
     per_class = latents.log_prior(z) - latents.log_posterior(z, latent_loc, latent_log_scale) - reconstruction
-    log_weight = log_weight + ops.logsumexp(per_class, axis=1) - math.log(model.num_classes)  # (R,)
+    # Every (state, class) pair of a draw side by side: (R, S * K).
+    terms = ops.reshape(ops.moveaxis(per_state(per_class, copies), 0, 1), (-1, copies * model.num_classes))
+    log_weight = log_weight + ops.logsumexp(terms, axis=1) - math.log(copies * model.num_classes)  # (R,)
     return ops.convert_to_numpy(log_weight).astype(np.float64).reshape(len(x), samples)

@@ -79,6 +79,9 @@ PRESETS = {
     "fig3_cifar10_sss": _cifar10("spatial", DENSE_AE),
     "fig4_cifar10_spatial": _cifar10("spatial", CONV_AE),
     "fig4_cifar10_spatial_color": _cifar10("spatial_color", CONV_AE),
+    # Beyond the paper: the frames may also mirror the image left-right (MirrorSymmetry).
+    "fig3_cifar10_sss_mirror": _cifar10("spatial_mirror", DENSE_AE),
+    "fig4_cifar10_spatial_mirror_color": _cifar10("spatial_mirror_color", CONV_AE),
 }
 
 

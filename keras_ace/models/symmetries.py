@@ -5,8 +5,14 @@ of the net's u), its map from u to a transform (`transform`), and box 0.4 both w
 `canonicalize` takes an observation to the canonical frame the classifier and the
 encoder see, `to_observation` takes the decoder's canonical image back. An ACE's
 `symmetry` names the symmetries it factors out, in the order box 0.4 applies them:
-`"spatial"`, `"spatial_color"` (spatial, then colour) or a tuple of registered names. A
-frame is a dict of each symmetry's transform under its `key` (`"theta"`, `"color"`).
+`"spatial"`, `"spatial_color"` (spatial, then colour), `"spatial_mirror"`,
+`"spatial_mirror_color"` or a tuple of registered names. A frame is a dict of each
+symmetry's transform under its `key` (`"theta"`, `"mirror"`, `"color"`).
+
+Most symmetries are continuous: their transform is a function of the statistics u.
+A *discrete* one (`num_states` > 1, such as `MirrorSymmetry`) is a latent of its own
+with a uniform prior over its states, summed over exactly like the class: the net
+gives a posterior over the states, the loss and both likelihoods score every state.
 
 A new kind is one subclass and `@register_symmetry`:
 
@@ -38,7 +44,12 @@ from keras_ace.models.blocks import check_choice
 # Registered kinds, by name.
 SYMMETRY_KINDS = {}
 # The names an ACE's `symmetry` takes for the paper's combinations.
-COMBINATIONS = {"spatial": ("spatial",), "spatial_color": ("spatial", "color")}
+COMBINATIONS = {
+    "spatial": ("spatial",),
+    "spatial_color": ("spatial", "color"),
+    "spatial_mirror": ("spatial", "mirror"),
+    "spatial_mirror_color": ("spatial", "mirror", "color"),
+}
 # Which direction of box 0.4 applies the inverse of the colour matrix (docs/deviations.md).
 COLOR_INVERSES = ("canonicalize", "to_observation")
 
@@ -60,6 +71,8 @@ def symmetry_kinds(symmetry):
             f"Unknown symmetry. Expected None, one of {tuple(COMBINATIONS)} or a tuple of distinct names from "
             f"{tuple(SYMMETRY_KINDS)}. Received: symmetry={symmetry!r}"
         )
+    if sum(SYMMETRY_KINDS[k].num_states > 1 for k in kinds) > 1:
+        raise ValueError(f"At most one discrete symmetry (such as 'mirror') per model. Received: symmetry={symmetry!r}")
     return tuple(kinds)
 
 
@@ -86,7 +99,8 @@ class Symmetry(keras.layers.Layer):
 
     Subclasses set `kind` (the registered name), `key` (the frame's key for the
     transform), `num_statistics`, `transform_shape` (one example's), `default_gain` and
-    the constructor `options` they take.
+    the constructor `options` they take. A discrete symmetry sets `num_states` and reads
+    no statistics: its transform is the state (B, 1), from `state_transform`.
 
     Args:
         gain: the factor from the statistics u to the transform (u has a unit prior).
@@ -94,6 +108,7 @@ class Symmetry(keras.layers.Layer):
 
     kind = key = None
     num_statistics = 0
+    num_states = 1
     transform_shape = ()
     default_gain = 1.0
     options = ()
@@ -188,6 +203,63 @@ class ColorSymmetry(Symmetry):
         return {**super().get_config(), "color_inverse": self.color_inverse}
 
 
+@keras_ace_export
+@register_symmetry
+class MirrorSymmetry(Symmetry):
+    """A left-right reflection: a discrete latent with two states, as is (0) and mirrored (1), each of prior 1/2.
+
+    Beyond the paper (its gauge group Aff(2, R) holds reflections, but theta = I + 0.2 u
+    under a unit prior cannot reach one). Box 0.4 reflects the image about the vertical
+    centre line of the frame it is given; placed after `"spatial"`, that is the
+    canonical frame's centre. The state is never sampled: the loss, `nll_bound` and
+    `nll_estimate` sum over both states exactly, weighted by the symmetry net's
+    posterior (or the prior), and inference takes the more probable one.
+    """
+
+    kind, key, num_states = "mirror", "mirror", 2
+    transform_shape = (1,)
+
+    def canonicalize(self, x, state):
+        return mirrored(x, state)
+
+    def to_observation(self, x, state):
+        return mirrored(x, state)  # a reflection is its own inverse
+
+
+def mirrored(x, state):
+    """Images x (B, H, W, C) reflected left-right where `state` (B, 1) is 1, as they are where it is 0."""
+    x = ops.convert_to_tensor(x)
+    weight = ops.reshape(ops.cast(state, x.dtype), (-1, 1, 1, 1))
+    return x + weight * (ops.flip(x, axis=2) - x)
+
+
+def discrete_symmetry(symmetries):
+    """The discrete symmetry among `symmetries` (at most one), or None."""
+    return next((s for s in symmetries if s.num_states > 1), None)
+
+
+def every_state(x, frame, discrete):
+    """Images x (B, H, W, C) and their frame repeated once per state of `discrete`, state-major (S * B rows), each row's state filled in."""
+    copies = discrete.num_states
+    repeat = lambda t: ops.concatenate([t] * copies, axis=0)
+    rows = {k: repeat(v) for k, v in frame.items()}
+    column = ops.zeros_like(x[:, 0, 0, :1])  # (B, 1)
+    rows[discrete.key] = ops.concatenate([column + s for s in range(copies)], axis=0)
+    return repeat(x), rows
+
+
+def per_state(rows, copies):
+    """State-major rows (S * B, ...) -> (S, B, ...)."""
+    return ops.reshape(rows, (copies, -1, *rows.shape[1:]))
+
+
+def at_states(rows, chosen):
+    """State-major rows (S * B, ...) -> each example's row at its chosen state: `chosen` (B, S) one-hot."""
+    stacked = ops.moveaxis(per_state(rows, ops.shape(chosen)[1]), 0, 1)  # (B, S, ...)
+    weights = ops.reshape(ops.cast(chosen, rows.dtype), (*ops.shape(chosen), *[1] * (len(rows.shape) - 1)))
+    return ops.sum(stacked * weights, axis=1)
+
+
 def split_statistics(symmetries, u):
     """u (B, n) cut into each symmetry's statistics, in order."""
     parts, start = [], 0
@@ -197,6 +269,16 @@ def split_statistics(symmetries, u):
     return parts
 
 
-def frame_of(symmetries, u):
-    """The frame of statistics u: `{key: transform}` of each symmetry."""
-    return {s.key: s.transform(part) for s, part in zip(symmetries, split_statistics(symmetries, u))}
+def frame_of(symmetries, u, states=None):
+    """The frame of statistics u: `{key: transform}` of each symmetry.
+
+    `states` (B,): a discrete symmetry's state per example (default 0, as is).
+    """
+    frame = {}
+    for s, part in zip(symmetries, split_statistics(symmetries, u)):
+        if s.num_states > 1:
+            states = ops.zeros((ops.shape(u)[0],), "int32") if states is None else states
+            frame[s.key] = ops.reshape(ops.cast(states, u.dtype), (-1, 1))
+        else:
+            frame[s.key] = s.transform(part)
+    return frame

@@ -1,6 +1,9 @@
 """Boxes 0.2-0.3 of Figure 5: the symmetry statistics net."""
 
+import math
+
 import keras
+from keras import ops
 
 from keras_ace.api_export import keras_ace_export
 from keras_ace.initializers import paper_conv2d
@@ -10,9 +13,12 @@ from keras_ace.layers.pooling import MaxPooling2x2
 from keras_ace.models.blocks import apply_chain
 from keras_ace.models.blocks import build_chain
 from keras_ace.models.blocks import check_choice
+from keras_ace.models.symmetries import discrete_symmetry
 from keras_ace.models.symmetries import frame_of
 from keras_ace.models.symmetries import make_symmetries
+from keras_ace.models.symmetries import mirrored
 from keras_ace.models.symmetries import symmetry_kinds
+
 # Where new frames are drawn from: fitted to the data's, or the unit prior of training.
 FRAMES = ("fitted", "prior")
 
@@ -37,6 +43,12 @@ class SymmetryStatisticsNet(keras.Model):
     `frame_prior` (fitted by `ACE.fit`) holds where the data's frames lie, for drawing
     new ones.
 
+    With a discrete symmetry (`"mirror"`) the net also gives the posterior over its
+    states, `state_logits` (B, 2): a score head rates the image as it is and mirrored,
+    `[score(x), score(mirror(x))]`, so a mirrored image gets exactly the reversed
+    posterior whatever the weights. `kl` then adds its KL to the uniform prior, and the
+    frame holds the more probable state.
+
     Args:
         symmetry: `"spatial"` (6 statistics), `"spatial_color"` (6 + 9) or a tuple of
             registered symmetry names.
@@ -55,7 +67,8 @@ class SymmetryStatisticsNet(keras.Model):
 
     Returns:
         dict: `loc`, `log_scale`, `u` (B, n), `kl` (B,), and each symmetry's transform
-        under its key: `theta` (B, 6), for colour `color` (B, 3, 3).
+        under its key: `theta` (B, 6), for colour `color` (B, 3, 3), for the mirror
+        `mirror` (B, 1) and `state_logits` (B, 2).
 
     Example:
     >>> net = SymmetryStatisticsNet(filters=(4, 4), units=8)
@@ -94,6 +107,7 @@ class SymmetryStatisticsNet(keras.Model):
         # Box 0.4's layers, shared with the ACE that built this net (it passes them), else made here.
         self.symmetries = symmetries or make_symmetries(symmetry, self.prior_scale)
         self.num_statistics = sum(s.num_statistics for s in self.symmetries)
+        self.discrete = discrete_symmetry(self.symmetries)
 
         self.hidden_layers = []
         for i, f in enumerate(self.filters):
@@ -109,6 +123,8 @@ class SymmetryStatisticsNet(keras.Model):
             bias_initializer=keras.initializers.Constant(self.initial_log_scale),
             name="ssn_log_scale",
         )
+        # Zero kernel: both states start equally probable.
+        self.state_score = keras.layers.Dense(1, kernel_initializer="zeros", name="ssn_state_score") if self.discrete else None
         # The symmetry statistics share the latents' family (eq. 3.2) with a unit prior.
         self.sampler = GibbsSampler(sampling, seed=seed, name="symmetry_sampler")
         self.frame_prior = FramePrior(self.num_statistics, name="frame_prior")
@@ -119,6 +135,8 @@ class SymmetryStatisticsNet(keras.Model):
         shape = build_chain(self.hidden_layers, input_shape)
         self.location.build(shape)
         self.log_scale.build(shape)
+        if self.discrete:
+            self.state_score.build(shape)
         self.built = True
 
     def call(self, images, training=False):
@@ -126,11 +144,31 @@ class SymmetryStatisticsNet(keras.Model):
         loc, log_scale = self.location(hidden), self.log_scale(hidden)
         u = self.sampler([loc, log_scale], training=training)
         outputs = {"loc": loc, "log_scale": log_scale, "u": u, "kl": self.sampler.kl_divergence(loc, log_scale)}
-        return {**outputs, **self.frame(u)}
+        states = None
+        if self.discrete:
+            # The mirror's posterior; equivariant by construction (the class docstring).
+            flipped = apply_chain(self.hidden_layers, mirrored(images, ops.ones((ops.shape(images)[0], 1))))
+            logits = ops.concatenate([self.state_score(hidden), self.state_score(flipped)], axis=-1)  # (B, 2)
+            log_q = ops.log_softmax(logits, axis=-1)
+            outputs["state_logits"] = logits
+            outputs["kl"] = outputs["kl"] + ops.sum(ops.exp(log_q) * log_q, axis=-1) + math.log(self.discrete.num_states)
+            states = ops.argmax(logits, axis=-1)
+        return {**outputs, **self.frame(u, states)}
 
-    def frame(self, u):
-        """The frame of statistics u (B, n): each symmetry's transform under its key (`theta`, `color`)."""
-        return frame_of(self.symmetries, u)
+    def frame(self, u, states=None):
+        """The frame of statistics u (B, n): each symmetry's transform under its key (`theta`, `color`, `mirror`).
+
+        `states` (B,): the discrete symmetry's state of each example (default 0).
+        """
+        return frame_of(self.symmetries, u, states)
+
+    def draw_frame(self, n, seed, frames):
+        """A new frame for each of `n` examples: statistics from `draw`, a discrete state from its uniform prior."""
+        u = self.draw(n, seed, frames)
+        states = None
+        if self.discrete:
+            states = keras.random.randint((n,), 0, self.discrete.num_states, seed=seed)
+        return self.frame(u, states)
 
     def draw(self, n, seed, frames):
         """Statistics u (n, n_statistics) of new frames, drawn with `seed` (a `SeedGenerator`).
@@ -147,6 +185,8 @@ class SymmetryStatisticsNet(keras.Model):
         batch = (input_shape[0],)
         n = (*batch, self.num_statistics)
         shapes = {"loc": n, "log_scale": n, "u": n, "kl": batch}
+        if self.discrete:
+            shapes["state_logits"] = (*batch, self.discrete.num_states)
         return {**shapes, **{s.key: (*batch, *s.transform_shape) for s in self.symmetries}}
 
     def get_config(self):

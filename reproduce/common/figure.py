@@ -36,27 +36,28 @@ def training_minutes(metrics):
     return f" ({seconds / 60:.0f} min of training)" if seconds is not None else ""
 
 
-def chosen_panels(config, panels, quick_panels):
-    """The panels a run draws: `--panels` (any of the figure's), else quick mode's or the full figure's."""
+def chosen_panels(config, panels, quick_panels, more_panels=()):
+    """The panels a run draws: `--panels` (any of the figure's, `more_panels` too), else quick mode's or the full figure's."""
     if config.panels is not None:
-        return [p for p in dict.fromkeys((*panels, *quick_panels)) if p in config.panels]
+        return [p for p in dict.fromkeys((*panels, *quick_panels, *more_panels)) if p in config.panels]
     if config.quick and quick_panels:
         print(f"Quick mode draws {', '.join(quick_panels)} (full mode: {', '.join(panels)}).", flush=True)
         return list(quick_panels)
     return list(panels)
 
 
-def run_figure(config, panels, picture, quick_panels=()):
+def run_figure(config, panels, picture, quick_panels=(), more_panels=()):
     """Trains (or loads) each panel, writes `<figure>.png`, `config.json` and `metrics.json`.
 
-    `quick_panels`: what quick mode draws instead of `panels` (empty: the same). With
+    `quick_panels`: what quick mode draws instead of `panels` (empty: the same);
+    `more_panels`: drawn only when `--panels` names them (beyond the paper). With
     `config.from_models`, loads the panels from that folder and only redraws.
     """
     import time
 
     start = time.time()
     os.makedirs(config.output_dir, exist_ok=True)
-    panels = chosen_panels(config, panels, quick_panels)
+    panels = chosen_panels(config, panels, quick_panels, more_panels)
     if config.from_models:
         models = [load_panel(p, config.from_models) for p in panels]
     elif config.distribute:
@@ -106,8 +107,9 @@ def run_figure(config, panels, picture, quick_panels=()):
     return metrics
 
 
-def main(figure, panels, picture, description, argv=None, quick_panels=()):
-    """The whole command line of a figure script (`quick_panels`: what `--quick` draws, if not `panels`)."""
+def main(figure, panels, picture, description, argv=None, quick_panels=(), more_panels=()):
+    """The whole command line of a figure script (`quick_panels`: what `--quick` draws, if not `panels`;
+    `more_panels`: what `--panels` may name beyond them)."""
     import argparse
 
     if argv is None:  # this process's own command line (not a test's call): it may be started again
@@ -116,7 +118,8 @@ def main(figure, panels, picture, description, argv=None, quick_panels=()):
     from data_tools.files import DamagedFileError
     from data_tools.sources import DataNotFoundError
 
-    parser = add_arguments(argparse.ArgumentParser(description=description), figure, tuple(dict.fromkeys((*panels, *quick_panels))))
+    choices = tuple(dict.fromkeys((*panels, *quick_panels, *more_panels)))
+    parser = add_arguments(argparse.ArgumentParser(description=description), figure, choices)
     config = RunConfig.from_args(figure, parser.parse_args(argv))
     if config.distribute:
         try:
@@ -124,7 +127,7 @@ def main(figure, panels, picture, description, argv=None, quick_panels=()):
         except ValueError as error:  # another backend, or a variable missing
             parser.exit(2, f"{figure}: error: {error}\n")
     try:
-        run_figure(config, panels, picture, quick_panels)
+        run_figure(config, panels, picture, quick_panels, more_panels)
     except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
         # Errors of the user's data, folders or run: one line, no traceback.
         parser.exit(2, f"{figure}: error: {error}\n")

@@ -70,8 +70,11 @@ def panel_metrics(model, preset, config, grid_values):
         metrics["horse_grid_background_green"] = background_green(horses)
         metrics["real_horse_background_saturation"] = background_saturation(real_horses)
         metrics["real_horse_background_green"] = background_green(real_horses)
+        # The centre of the drawn horse grid, judged as the samples are.
+        metrics["horse_grid_plausibility"] = judged_accuracy(judge, horses, HORSE)
         if model.symmetry is not None:
             metrics["frame_spread"] = frame_spread(model, x_test)
+            metrics.update(orientation_choice(model, real_horses))
         return metrics
     if grid_values is None:
         return metrics
@@ -123,6 +126,23 @@ def truth_correlation(model, dataset, config):
     learned = learned_geometry(model.symmetry_statistics(x[:count])["theta"], model.image_shape[:2])
     true = truth_geometry(dataset, {k: v[:count] for k, v in truth.items()}, model.image_shape[0])
     return {k: float(np.corrcoef(learned[k], v)[0, 1]) for k, v in true.items()}
+
+
+def orientation_choice(model, x):
+    """With a mirror in the frames: how often images x are taken mirrored, and how sure the net is (else nothing).
+
+    A mirrored image gets the reversed posterior by construction, so on a set holding
+    each image both ways the choice is half and half; on real images it says whether
+    the net uses the mirror at all.
+    """
+    if model.symmetry_net.discrete is None:
+        return {}
+    from scipy.special import softmax
+
+    logits = [keras.ops.convert_to_numpy(model.symmetry_net(x[i : i + 250])["state_logits"]) for i in range(0, len(x), 250)]
+    posterior = softmax(np.concatenate(logits), axis=1)
+    return {"real_horse_mirrored_fraction": float(np.mean(np.argmax(posterior, axis=1) == 1)),
+            "real_horse_orientation_confidence": float(np.mean(posterior.max(axis=1)))}
 
 
 def frame_spread(model, x):
