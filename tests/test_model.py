@@ -132,7 +132,7 @@ def test_preset_parameter_count(name):
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == sum(HAND_COUNTS[name].values())
     # The frame prior of `sample` (mean, Cholesky factor, fitted flag) is not trained.
-    statistics = {None: 0, "spatial": 6, "spatial_color": 15}[PRESETS[name]["symmetry"]]
+    statistics = {None: 0, "spatial": 6, "spatial_color": 15, "spatial_mirror": 6, "spatial_mirror_color": 15}[PRESETS[name]["symmetry"]]
     assert model.count_params() - trainable == (statistics + statistics**2 + 1 if statistics else 0)
     # The arithmetic written out once, for the panel the benchmarks use: classifier
     # 320 + 18,496 + 73,856 + 2,240,700 + 7,010; SSN 520 + 10,020 + 100,050 + 2 x 306;

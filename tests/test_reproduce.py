@@ -126,8 +126,9 @@ def test_fig1_panels_train_one_at_a_time(tmp_path):
 @pytest.mark.slow
 @requires_cifar10
 # Figure 4's spatial panel differs from its colour panel only by the colour statistics:
-# the colour panel alone tests what Figure 3 does not.
-@pytest.mark.parametrize("figure, panels", [("fig3", ["fig3_cifar10", "fig3_cifar10_sss"]), ("fig4", ["fig4_cifar10_spatial_color"])],
+# the colour panel alone tests what Figure 3 does not. The mirror panel is drawn when named.
+@pytest.mark.parametrize("figure, panels", [("fig3", ["fig3_cifar10", "fig3_cifar10_sss", "fig3_cifar10_sss_mirror"]),
+                                            ("fig4", ["fig4_cifar10_spatial_color"])],
                          ids=["fig3", "fig4"])
 def test_cifar10_figures(figure, panels, tmp_path):
     out = tmp_path / figure
@@ -143,6 +144,8 @@ def test_cifar10_figures(figure, panels, tmp_path):
         saturation = run_metrics.background_saturation(grid)
         assert metrics[panel]["horse_grid_background_saturation"] == pytest.approx(saturation, abs=1e-5)
         assert ("frame_spread" in metrics[panel]) == (panel != "fig3_cifar10")
+        assert ("real_horse_mirrored_fraction" in metrics[panel]) == panel.endswith("mirror")
+        assert 0 <= metrics[panel]["horse_grid_plausibility"] <= 1
     stdout = run(f"{figure}.py", *chosen, "--from-models", str(out), "--output-dir", str(tmp_path / "redraw"))
     assert "Training" not in stdout
 
