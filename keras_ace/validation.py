@@ -45,6 +45,16 @@ def check_labels(y, count, num_classes, name="y"):
         )
 
 
+def check_model_shape(image_shape, num_classes):
+    """A model's `image_shape` as a tuple of 3 positive ints, and at least two classes."""
+    image_shape = tuple(int(s) for s in image_shape)
+    if len(image_shape) != 3 or min(image_shape) < 1:
+        raise ValueError(f"image_shape must be (height, width, channels). Received: image_shape={image_shape}")
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
+    return image_shape
+
+
 def check_symbolic_images(x, image_shape):
     """Trace-time check of a batch of images (any backend tensor): shape and dtype."""
     if len(x.shape) != 4 or tuple(x.shape[1:]) != tuple(image_shape):

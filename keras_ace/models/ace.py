@@ -12,10 +12,11 @@ from keras_ace.models.auto_encoder import AutoEncoder
 from keras_ace.models.auto_encoder import class_rows
 from keras_ace.models.blocks import check_choice
 from keras_ace.models.classifier import Classifier
-from keras_ace.models.fitting import BATCH_SIZE
 from keras_ace.models.fitting import PaperTraining
 from keras_ace.models.generation import GenerationAndControl
 from keras_ace.models import likelihood
+from keras_ace.models.legacy import LAYOUT
+from keras_ace.models.legacy import current_config
 from keras_ace.models.likelihood import bernoulli_nll
 from keras_ace.models.symmetries import COLOR_INVERSES
 from keras_ace.models.symmetries import at_states
@@ -24,14 +25,8 @@ from keras_ace.models.symmetries import make_symmetries
 from keras_ace.models.symmetries import symmetry_kinds
 from keras_ace.models.symmetry_statistics_net import SymmetryStatisticsNet
 
-# What files saved before 0.3 were trained with; `from_config` fills them in.
-BEFORE_0_3 = {"padding": "zeros", "color_inverse": "to_observation"}
 # The seed of inference's latent noise (evaluate's one-sample bound) for a model built without one.
 INFERENCE_SEED = 1511
-# The weight layout of saved files: 2 since the three parts of Figure 5 are Models of
-# their own (0.1 files have none), 3 since each per-class layer holds one stacked kernel
-# and bias (0.4); `keras_ace.models.legacy` converts older files.
-LAYOUT = 3
 
 
 @keras_ace_export
@@ -67,7 +62,8 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
     Args:
         image_shape: `(height, width, channels)`.
         num_classes: the number of classes K.
-        symmetry: `None`, `"spatial"`, `"spatial_color"` (RGB only) or a tuple of
+        symmetry: `None`, `"spatial"`, `"spatial_color"` (RGB only), `"spatial_mirror"`
+            (frames may also mirror left-right), `"spatial_mirror_color"` or a tuple of
             registered symmetry names, in the order box 0.4 applies them
             (`keras_ace.models.symmetries`; a new kind is one class and one registration).
         encoder, encoder_units, conv_filters, decoder_units, latent_dim, sampling,
@@ -126,16 +122,11 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        image_shape = tuple(int(s) for s in image_shape)
-        if len(image_shape) != 3 or min(image_shape) < 1:
-            raise ValueError(f"image_shape must be (height, width, channels). Received: image_shape={image_shape}")
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes must be at least 2. Received: num_classes={num_classes}")
-        kinds = symmetry_kinds(symmetry)
+        image_shape = validation.check_model_shape(image_shape, num_classes)
+        if "color" in symmetry_kinds(symmetry) and image_shape[-1] != 3:
+            raise ValueError(f"symmetry={symmetry!r} needs RGB images. Received: image_shape={image_shape}")
         check_choice(padding, PADDINGS, "padding")
         check_choice(color_inverse, COLOR_INVERSES, "color_inverse")
-        if "color" in kinds and image_shape[-1] != 3:
-            raise ValueError(f"symmetry={symmetry!r} needs RGB images. Received: image_shape={image_shape}")
         symmetry = symmetry if symmetry is None or isinstance(symmetry, str) else tuple(symmetry)
         self.image_shape, self.num_classes, self.symmetry, self.seed = image_shape, int(num_classes), symmetry, seed
         # Every argument of the net, for `get_config`; the parts hold them as their own.
@@ -178,9 +169,6 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         self.classification_tracker = keras.metrics.Mean(name="classification")
         self.error_tracker = keras.metrics.Mean(name="classification_error")
         self.nll_bound_tracker = keras.metrics.Mean(name="nll_bound")
-        self._evaluating = False
-        # `fit`'s batch size for arrays when the caller gives none (`compile_ace` sets its TrainingConfig's).
-        self.batch_size = BATCH_SIZE
 
     def build(self, input_shape=None):
         if self.built:
@@ -297,11 +285,6 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         """Importance-weighted estimate of -log p(x) in nats, per image (N,): `likelihood.nll_estimate`."""
         return likelihood.nll_estimate(self, x, samples, batch_size, seed, verbose)
 
-    def get_metrics_result(self):
-        results = super().get_metrics_result()
-        # The bound needs every class's decoder: evaluation computes it, training does not.
-        return results if self._evaluating else {k: v for k, v in results.items() if k != "nll_bound"}
-
     # ----------------------------------------------------------------- saving
 
     def get_config(self):
@@ -317,12 +300,4 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = {**BEFORE_0_3, **config}
-        layout = config.pop("layout", 1)
-        if layout != LAYOUT:
-            saved_by = {1: "keras_ace 0.1 (weights under its old names)", 2: "keras_ace 0.2 or 0.3 (one variable per class)"}
-            raise ValueError(
-                f"This .keras file was saved by {saved_by.get(layout, f'layout {layout}')}; convert it once: "
-                "python -m keras_ace convert OLD.keras NEW.keras"
-            )
-        return cls(**config)
+        return cls(**current_config(config))

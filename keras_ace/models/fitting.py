@@ -60,6 +60,11 @@ def first_images(x, count):
 class PaperTraining:
     """`fit`, `evaluate` and `predict` as an ACE trains (mixed into `ACE`)."""
 
+    # `fit`'s batch size for arrays when the caller gives none (`compile_ace` sets its TrainingConfig's).
+    batch_size = BATCH_SIZE
+    # True inside `evaluate`, which alone reports the bound.
+    _evaluating = False
+
     def check_data(self, x, y):
         """Refuses NumPy data with wrong shapes or dtypes, NaN, values outside [0, 1] or bad labels.
 
@@ -155,6 +160,11 @@ class PaperTraining:
             return super().evaluate(x, y, batch_size, *args, **kwargs)
         finally:
             self._evaluating = False
+
+    def get_metrics_result(self):
+        results = super().get_metrics_result()
+        # The bound needs every class's decoder: evaluation computes it, training does not.
+        return results if self._evaluating else {k: v for k, v in results.items() if k != "nll_bound"}
 
     def predict(self, x, *args, **kwargs):
         """`keras.Model.predict`; NumPy images are checked first."""

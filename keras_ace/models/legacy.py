@@ -22,9 +22,32 @@ import numpy as np
 
 from data_tools import files
 
+# The weight layout of saved files: 2 since the three parts of Figure 5 are Models of
+# their own (0.1 files have none), 3 since each per-class layer holds one stacked kernel
+# and bias (0.4).
+LAYOUT = 3
+# What files saved before 0.3 were trained with; `current_config` fills them in.
+BEFORE_0_3 = {"padding": "zeros", "color_inverse": "to_observation"}
 # Where 0.1 stored the weights of each layer: Keras names a list's layers by their
 # class (conv2d, conv2d_1, ...), and stored the symmetry net under the Model's `layers`.
 OLD_SYMMETRY_NET = "layers/sequential/layers/"
+
+
+def current_config(config):
+    """A saved ACE's config as `ACE(**config)` takes it: the settings of older files filled in, the layout checked.
+
+    Raises:
+        ValueError: the file's weights are in an older layout (`convert` it once).
+    """
+    config = {**BEFORE_0_3, **config}
+    layout = config.pop("layout", 1)
+    if layout != LAYOUT:
+        saved_by = {1: "keras_ace 0.1 (weights under its old names)", 2: "keras_ace 0.2 or 0.3 (one variable per class)"}
+        raise ValueError(
+            f"This .keras file was saved by {saved_by.get(layout, f'layout {layout}')}; convert it once: "
+            "python -m keras_ace convert OLD.keras NEW.keras"
+        )
+    return config
 
 
 def _numbered(prefix, count):
@@ -135,7 +158,6 @@ def convert(old_path, new_path):
     import h5py
 
     from keras_ace.models.ace import ACE
-    from keras_ace.models.ace import LAYOUT
 
     files.check_keras_archive(old_path)
     with zipfile.ZipFile(old_path) as archive:
