@@ -23,6 +23,12 @@ from data_tools import pictures
 from data_tools.sources import DataNotFoundError
 
 COLUMNS = 8  # images per row of a sample grid
+# Sizes a command refuses beyond, in one line, before any work: a picture of more images
+# than this is not read by anyone; more samples go to --npz, drawn in batches.
+MAX_PICTURE_IMAGES = 1024
+MAX_CONTROL_IMAGES = 256  # rows of input | reconstruction | changed
+MAX_GRID_STEPS = 100  # per axis: 10,000 images for a 2-D latent
+SAMPLE_BATCH = 1000  # images drawn at a time for --npz
 
 
 class UsageError(Exception):
@@ -64,20 +70,49 @@ def sample(args):
     class_id = check_class(model, args.class_id)
     if args.n < 1:
         raise UsageError(f"-n must be positive. Received: -n {args.n}")
-    images = model.sample(class_id, args.n, seed=args.seed, frames=args.frames)
-    write_grid(images, min(COLUMNS, args.n), f"{os.path.basename(args.model)}: class {class_id}, seed {args.seed}", args.out)
+    if args.n > MAX_PICTURE_IMAGES and not args.npz:
+        raise UsageError(f"-n {args.n} is more than a picture shows (at most {MAX_PICTURE_IMAGES}); add --npz FILE to save "
+                         f"them all (drawn {SAMPLE_BATCH} at a time, the picture shows the first {MAX_PICTURE_IMAGES})")
     if args.npz:
+        write_samples(model, class_id, args)
+    images = model.sample(class_id, min(args.n, MAX_PICTURE_IMAGES), seed=args.seed, frames=args.frames)
+    write_grid(images, min(COLUMNS, args.n), f"{os.path.basename(args.model)}: class {class_id}, seed {args.seed}", args.out)
+
+
+def write_samples(model, class_id, args):
+    """`-n` samples to `--npz` with bounded memory: drawn in batches into a file on disk, then packed whole or not at all."""
+    import shutil
+    import tempfile
+
+    import keras
+
+    folder = os.path.dirname(os.path.abspath(args.npz))
+    os.makedirs(folder, exist_ok=True)
+    needed = 2 * args.n * int(np.prod(model.image_shape)) * 4  # the images on disk, then packed
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UsageError(f"--npz with -n {args.n} needs {needed / 2**30:.1f} GiB in {folder}, which has "
+                         f"{free / 2**30:.1f} GiB free; choose a smaller -n or another folder")
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        images = np.lib.format.open_memmap(os.path.join(scratch, "images.npy"), "w+", np.float32, (args.n, *model.image_shape))
+        # One stream from --seed for every batch: the same draws as one call of that size.
+        stream = keras.random.SeedGenerator(args.seed)
+        for start in range(0, args.n, SAMPLE_BATCH):
+            count = min(SAMPLE_BATCH, args.n - start)
+            images[start : start + count] = model.sample(class_id, count, seed=stream, frames=args.frames)
+        images.flush()
         with files.atomic_write(args.npz, "wb") as f:
             np.savez_compressed(f, images=images, labels=np.full(args.n, class_id))
-        print(f"Wrote {args.npz}")
+    print(f"Wrote {args.npz}")
 
 
 def grid(args):
     model = load_ace(args.model)
     class_id = check_class(model, args.class_id)
     low, high = args.range
-    if not (np.isfinite([low, high]).all() and low < high) or args.steps < 2:
-        raise UsageError(f"--range needs LOW < HIGH and --steps at least 2. Received: --range {low} {high} --steps {args.steps}")
+    if not (np.isfinite([low, high]).all() and low < high) or not 2 <= args.steps <= MAX_GRID_STEPS:
+        raise UsageError(f"--range needs LOW < HIGH and --steps from 2 to {MAX_GRID_STEPS}. "
+                         f"Received: --range {low} {high} --steps {args.steps}")
     axis = np.linspace(low, high, args.steps, dtype=np.float32)
     if model.latent_dim == 1:
         values, columns = axis[:, None], args.steps
@@ -120,7 +155,11 @@ def load_images(args, model):
         x = x[..., None]
     if x.ndim != 4 or tuple(x.shape[1:]) != model.image_shape:
         raise UsageError(f"images must have shape (N, {', '.join(map(str, model.image_shape))}) for this model. Received: {x.shape}")
-    return x[parse_index(args.index, len(x))].astype(np.float32)
+    indices = parse_index(args.index, len(x))
+    if len(indices) > MAX_CONTROL_IMAGES:
+        raise UsageError(f"--index {args.index} selects {len(indices)} images; a control picture shows at most "
+                         f"{MAX_CONTROL_IMAGES} (one row each)")
+    return x[indices].astype(np.float32)
 
 
 def control(args):

@@ -31,6 +31,20 @@ def test_sample_writes_a_grid_and_arrays(trained_ace, tmp_path):
     np.testing.assert_allclose(data["images"], trained_ace.model.sample(3, 5, seed=0), atol=1e-5)
 
 
+def test_many_samples_go_to_the_npz_in_batches(trained_ace, tmp_path, monkeypatch):
+    import keras_ace.__main__ as command_line
+
+    monkeypatch.setattr(command_line, "SAMPLE_BATCH", 40)
+    monkeypatch.setattr(command_line, "MAX_PICTURE_IMAGES", 16)
+    assert cli_main(["sample", str(trained_ace.path), "--class", "2", "-n", "100", "--out", str(tmp_path / "s.png"),
+                     "--npz", str(tmp_path / "s.npz")]) == 0
+    data = np.load(tmp_path / "s.npz")
+    assert data["images"].shape == (100, 42, 42, 1) and (data["labels"] == 2).all()
+    # Three batches of one stream: no batch repeats another's draws.
+    assert not np.allclose(data["images"][:40], data["images"][40:80])
+    assert set(os.listdir(tmp_path)) == {"s.png", "s.npz"}  # the scratch file is gone
+
+
 def test_grid_and_control_and_info(trained_ace, tmp_path, capsys):
     folder = trained_ace.folder
     assert cli_main(["grid", str(trained_ace.path), "--class", "7", "--range", "-4", "4", "--steps", "5",
@@ -57,6 +71,7 @@ def user_error_files(folder):
         cut_short(folder / "ace.keras", keep=0.5, out=folder / "cut.keras")
         (folder / "text.keras").write_text("not a model")
         (folder / "cut.npz").write_bytes((folder / "images.npz").read_bytes()[:100])
+        np.savez(folder / "many.npz", x=np.zeros((300, 42, 42, 1), np.float32))
 
 
 @pytest.mark.parametrize(
@@ -73,6 +88,11 @@ def user_error_files(folder):
         (["sample", "{saved}/text.keras", "--class", 1], r"text\.keras is damaged or not a \.keras file"),
         (["convert", "{saved}/cut.keras", "{saved}/out.keras"], r"cut\.keras is damaged or not a \.keras file"),
         (["control", "{saved}/ace.keras", "--images", "{saved}/cut.npz"], r"cut\.npz is damaged or not the expected \.npz"),
+        # Absurd sizes: refused before any work.
+        (["sample", "{saved}/ace.keras", "--class", 1, "-n", 10_000_000], "more than a picture shows.*--npz"),
+        (["sample", "{saved}/ace.keras", "--class", 1, "-n", 10**12, "--npz", "{saved}/big.npz"], r"needs [\d.]+ GiB in .* free"),
+        (["grid", "{saved}/ace.keras", "--class", 1, "--steps", 1_000_000], "--steps from 2 to 100"),
+        (["control", "{saved}/ace.keras", "--images", "{saved}/many.npz", "--index", "0:300"], "selects 300 images.*at most 256"),
     ],
 )
 def test_user_errors_are_one_line_and_status_2(trained_ace, args, message, capsys, monkeypatch):

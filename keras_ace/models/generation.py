@@ -65,6 +65,8 @@ class GenerationAndControl:
         The generation stream starts from the model's seed when it is built or loaded; it
         is not saved with the model (Keras saves no `SeedGenerator` state).
         """
+        if isinstance(seed, keras.random.SeedGenerator):  # a stream the caller draws from batch after batch
+            return seed
         if seed is not None:
             return keras.random.SeedGenerator(seed)
         if getattr(self, "_generation_stream", None) is None:
@@ -259,7 +261,8 @@ class GenerationAndControl:
         Args:
             class_id: the class.
             n: how many.
-            seed: integer for reproducible draws; None uses the model's own stream.
+            seed: integer for reproducible draws, or a `keras.random.SeedGenerator` to go on
+                drawing from (several batches as one stream); None uses the model's own stream.
             frames: `"fitted"` (frames like the training data's; the default once
                 `fit` fitted them) or `"prior"` (the unit prior of training).
 

@@ -144,6 +144,27 @@ def epochs_argument(text):
     return epochs
 
 
+# Samples judged per class are drawn at once: 100,000 CIFAR-10 images are 1.2 GB.
+MAX_SAMPLES_PER_CLASS = 100_000
+
+
+def count_argument(maximum=None, why=""):
+    """An argparse type: a positive integer, at most `maximum` (`why` says what bounds it)."""
+    import argparse
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive integer. Received: {text!r}") from None
+        if value < 1 or (maximum is not None and value > maximum):
+            bound = f"from 1 to {maximum:,}{why}" if maximum is not None else "positive"
+            raise argparse.ArgumentTypeError(f"must be {bound}. Received: {text}")
+        return value
+
+    return parse
+
+
 def add_arguments(parser, figure, panels=()):
     """The command-line flags every figure script shares (`panels`: the figure's)."""
     parser.add_argument("--quick", action="store_true", help="a CPU run of minutes (Appendix A sizes, few epochs)")
@@ -153,15 +174,16 @@ def add_arguments(parser, figure, panels=()):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", help=f"default results/{figure}/")
     parser.add_argument("--data-dir", help="folder with mnist.npz / cifar10-jpeg.zip (else KERAS_ACE_DATA, cache, download)")
-    parser.add_argument("--train-size", type=int, help="use the first N training images")
-    parser.add_argument("--test-size", type=int, help="use the first N test images")
-    parser.add_argument("--samples-per-class", type=int, help="samples judged per class (default 1000)")
-    parser.add_argument("--estimate-samples", type=int,
+    parser.add_argument("--train-size", type=count_argument(), help="use the first N training images")
+    parser.add_argument("--test-size", type=count_argument(), help="use the first N test images")
+    parser.add_argument("--samples-per-class", type=count_argument(MAX_SAMPLES_PER_CLASS, " (each class's are judged at once)"),
+                        help="samples judged per class (default 1000)")
+    parser.add_argument("--estimate-samples", type=count_argument(),
                         help="importance samples k of the -log p(x) estimate (default 100, quick 20)")
-    parser.add_argument("--estimate-images", type=int,
+    parser.add_argument("--estimate-images", type=count_argument(),
                         help="test images of the -log p(x) estimate (default 1000, quick 200)")
-    parser.add_argument("--judge-epochs", type=int, help="epochs of the independent judge CNN (default 5, quick 2)")
-    parser.add_argument("--judge-train-size", type=int, help="training images of the judge CNN (default all, quick 12000)")
+    parser.add_argument("--judge-epochs", type=count_argument(), help="epochs of the independent judge CNN (default 5, quick 2)")
+    parser.add_argument("--judge-train-size", type=count_argument(), help="training images of the judge CNN (default all, quick 12000)")
     parser.add_argument("--overrides", help='JSON of ACE arguments, e.g. \'{"decoder_units": 512}\'')
     parser.add_argument("--distribution", choices=["data_parallel"], help="train on every local device")
     parser.add_argument("--distribute", action="store_true",
