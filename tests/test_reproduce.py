@@ -302,6 +302,24 @@ def test_an_output_folder_that_cannot_be_made_is_one_line_before_training(tmp_pa
 
 
 @requires_mnist
+def test_a_disk_without_room_for_the_models_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    import collections
+
+    from common.figure import main
+    from common.pictures import class_manifold_panels
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(runs.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**20, 2**20))  # 1 MiB free
+    monkeypatch.setattr(runs.TrainingClock, "on_train_begin", lambda *a: pytest.fail("training started"))
+    args = [*TINY, "--output-dir", str(tmp_path / "fig2"), "--panels", "fig2_mnist"]
+    with pytest.raises(SystemExit) as stopped:
+        main("fig2", ("fig2_mnist",), class_manifold_panels, "", args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1, err
+    assert re.search(r"^fig2: error: .*fig2 has 1 MiB free; training fig2_mnist writes about \d+ MiB", err[0]), err
+
+
+@requires_mnist
 def test_a_judge_is_reused_only_with_its_settings(tmp_path, monkeypatch):
     from common import judge as run_judge
 

@@ -22,6 +22,7 @@ from common.pictures import manifold_values
 from common.pictures import panel_title
 from common.pictures import save_curves
 from common.runs import StaleModelError
+from common.runs import NoRoomError
 from common.runs import TrainingStopped
 from common.runs import load_panel
 from common.runs import panel_steps
@@ -128,7 +129,7 @@ def main(figure, panels, picture, description, argv=None, quick_panels=(), more_
             parser.exit(2, f"{figure}: error: {error}\n")
     try:
         run_figure(config, panels, picture, quick_panels, more_panels)
-    except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, FileNotFoundError) as error:
+    except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, NoRoomError, FileNotFoundError) as error:
         # Errors of the user's data, folders or run: one line, no traceback.
         parser.exit(2, f"{figure}: error: {error}\n")
     except OSError as error:  # a full disk, a read-only or impossible --output-dir

@@ -30,6 +30,25 @@ class TrainingStopped(RuntimeError):
     """A figure run stopped on a non-finite step; its message says where."""
 
 
+class NoRoomError(RuntimeError):
+    """The output folder has too little free space for what a panel will write."""
+
+
+def check_room(model, preset, folder):
+    """Refuses to train `preset` into `folder` when the disk cannot hold what it writes.
+
+    Training writes the model twice (its backup, then the finished `.keras`), each with
+    the optimizer's two Adam moments: about 2 x 3 x 4 bytes per parameter.
+    """
+    needed = 2 * 3 * 4 * model.count_params()
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise NoRoomError(
+            f"{folder} has {free / 2**20:,.0f} MiB free; training {preset} writes about {needed / 2**20:,.0f} MiB "
+            "(its backup and the finished model); free some space or choose another --output-dir"
+        )
+
+
 def train_panel(preset, config, verbose=2):
     """Trains one preset (or loads it when its `.keras` file exists); resumes after interruption.
 
@@ -66,6 +85,7 @@ def train_panel(preset, config, verbose=2):
     else:
         model = build_preset(preset, training=training, distribution=config.distribution, seed=config.seed, **config.overrides)
         print(f"Training {preset} on {data.described()} for {config.epochs} epochs", flush=True)
+    check_room(model, preset, config.output_dir)
     stop = StopOnSkippedStep()
     clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=lengthened or os.path.exists(backup))
     model.fit(
