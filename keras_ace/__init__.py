@@ -12,6 +12,7 @@ from keras_ace.models import PRESETS
 from keras_ace.models import SymmetryStatisticsNet
 from keras_ace.training import BackupAndRestore
 from keras_ace.training import StopOnSkippedStep
+from keras_ace.training import TrainingInterrupted
 from keras_ace.training import TrainingConfig
 from keras_ace.training import build_ace
 from keras_ace.training import compile_ace

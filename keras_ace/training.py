@@ -4,9 +4,12 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 
 import keras
+import numpy as np
 from keras import ops
 
 from data_tools.datasets import DATASETS
@@ -169,8 +172,17 @@ def from_preset(name, training=None, distribution=None, **overrides):
     return build_preset(name, training, distribution, **overrides)
 
 
+def random_streams(model):
+    """The state variables of the model's random streams (`SeedGenerator`s), in a fixed order."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+class TrainingInterrupted(RuntimeError):
+    """`fit` stopped on SIGTERM or SIGINT after `BackupAndRestore` saved a backup at the running step."""
+
+
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' `BackupAndRestore` whose backup is whole or absent, and which sets a damaged one aside.
+    """Keras' `BackupAndRestore` whose backup is whole or absent, which sets a damaged one aside, and saves on SIGTERM.
 
     Keras writes `latest.weights.h5` in place: a process killed or a disk filled while
     it writes leaves half a file, and every later run then fails to load it. Here each
@@ -178,16 +190,51 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     the epoch, so an interruption between them repeats an epoch rather than skipping
     one). A backup that cannot be loaded at the start is moved to `<backup_dir>.damaged`
     with one line on stderr, the model keeps the weights it had, and training starts
-    afresh. Same arguments as Keras'.
+    afresh.
+
+    On SIGTERM or SIGINT (a preemption notice, Ctrl-C) during `fit`, the backup is saved
+    when the running step ends and `fit` raises `TrainingInterrupted`; a second signal
+    stops at once. The backup records the epoch and the steps of it already done
+    (`position`); Keras restarts that epoch from its first step, and a caller that feeds
+    only the steps still to do says so with `steps_done` (as `reproduce/common/runs.py`
+    does), so that the run goes on at the step it stopped at.
+
+    Args:
+        backup_dir, save_freq, double_checkpoint, delete_checkpoint: as Keras'
+            (`save_freq=N`: a backup every N steps too).
+        steps_done: steps of the first epoch that the data given to `fit` leaves out,
+            done before an interruption.
+        save_on_signals: the signals that save and stop; () for none.
     """
 
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False, delete_checkpoint=True, steps_done=0,
+                 save_on_signals=(signal.SIGTERM, signal.SIGINT)):
+        super().__init__(backup_dir, save_freq, double_checkpoint, delete_checkpoint)
+        self.steps_done = int(steps_done)
+        self.save_on_signals = tuple(save_on_signals)
+        self._signal, self._handlers, self._steps_in_epoch = None, {}, 0
+
+    @staticmethod
+    def position(backup_dir):
+        """`(epoch, steps done in it)` where the backup in `backup_dir` stands; None when there is none."""
+        path = os.path.join(backup_dir, "training_metadata.json")
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+            return int(saved["epoch"]), int(saved.get("batch", 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def on_train_begin(self, logs=None):
+        self._signal = None
+        self._install_handlers()
         if not os.path.exists(self.backup_dir):  # nothing to restore: no copy of the weights needed
             return super().on_train_begin(logs)
         variables = list(self.model.variables)
         before = [keras.ops.convert_to_numpy(v) for v in variables]
         try:
             super().on_train_begin(logs)
+            self._restore_random_streams()
         except Exception as error:  # any failure to read the backup: h5py's, Keras' or JSON's
             for variable, value in zip(variables, before):
                 variable.assign(value)
@@ -202,14 +249,74 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             print(f"keras_ace: the backup {self.backup_dir} could not be loaded ({reason}); set aside as {aside}, "
                   "training starts afresh", file=sys.stderr, flush=True)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._current_epoch = epoch
+        # A resumed epoch's data starts after the steps done before the interruption.
+        self._steps_in_epoch = self.steps_done if epoch == getattr(self.model, "_initial_epoch", None) else 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps_in_epoch += 1
+        super().on_train_batch_end(batch, logs)
+        if self._signal is not None:
+            self._save_model()
+            self._stop(f"epoch {self._current_epoch + 1}, step {self._steps_in_epoch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._steps_in_epoch = 0
+        super().on_epoch_end(epoch, logs)
+        if self._signal is not None:  # it came during validation: the epoch's backup is saved
+            self._save_model()
+            self._stop(f"the end of epoch {epoch + 1}")
+
+    def on_train_end(self, logs=None):
+        self._restore_handlers()
+        super().on_train_end(logs)
+
+    def _stop(self, where):
+        name = signal.Signals(self._signal).name
+        self._restore_handlers()
+        raise TrainingInterrupted(
+            f"{name}: stopped at {where} with a backup in {self.backup_dir}; run the same command again to go on from there"
+        )
+
+    def _restore_random_streams(self):
+        with open(self._training_metadata_path) as f:
+            saved = json.load(f).get("random_streams")
+        streams = random_streams(self.model)
+        if saved is not None and len(saved) == len(streams):
+            for variable, value in zip(streams, saved):
+                variable.assign(np.asarray(value, variable.dtype))
+
+    def _install_handlers(self):
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only
+
+        def note(signum, frame):
+            if self._signal is not None:  # the second signal: stop now
+                self._restore_handlers()
+                raise KeyboardInterrupt
+            self._signal = signum
+            print(f"keras_ace: {signal.Signals(signum).name} received; saving a backup when this step ends",
+                  file=sys.stderr, flush=True)
+
+        for signum in self.save_on_signals:
+            self._handlers[signum] = signal.signal(signum, note)
+
+    def _restore_handlers(self):
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
+
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
         partial_weights = os.path.join(self.backup_dir, "partial.weights.h5")  # Keras wants the .weights.h5 suffix
         partial_metadata = f"{self._training_metadata_path}.partial"
         try:
             self.model.save_weights(filepath=partial_weights, overwrite=True)
+            # The random streams (dropout, samplers) too: Keras saves no `SeedGenerator` state with the weights.
+            streams = [keras.ops.convert_to_numpy(v).tolist() for v in random_streams(self.model)]
             with open(partial_metadata, "w") as f:
-                json.dump({"epoch": self._current_epoch, "batch": self._last_batch_seen}, f)
+                json.dump({"epoch": self._current_epoch, "batch": self._steps_in_epoch, "random_streams": streams}, f)
             os.replace(partial_weights, self._weights_path)
             os.replace(partial_metadata, self._training_metadata_path)
         finally:

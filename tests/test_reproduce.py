@@ -367,16 +367,82 @@ def test_a_model_trained_with_other_settings_is_not_reused(tmp_path, monkeypatch
         runs.train_panel("fig2_mnist", other)
 
 
+SIGTERM_RUN = dict(train_size=1000, test_size=30, epochs=2, seed=3, overrides={
+    "encoder_units": [16, 16], "decoder_units": 16, "classifier_filters": [4, 4, 4], "classifier_units": 8,
+    "ssn_filters": [4, 4], "ssn_units": 8})  # 4 steps an epoch
+
+
+@requires_mnist
+def test_a_run_stopped_by_sigterm_goes_on_from_that_step_as_if_uninterrupted(tmp_path, monkeypatch):
+    """SIGTERM at epoch 1, step 3 of 4; the same call goes on from there to the same weights, bit for bit."""
+    import signal
+
+    import keras_ace
+    from keras_ace import training
+
+    whole = runs.train_panel("fig2_mnist", run_config.RunConfig(figure="fig2", output_dir=str(tmp_path / "a"), **SIGTERM_RUN),
+                             verbose=0)
+    config = run_config.RunConfig(figure="fig2", output_dir=str(tmp_path / "b"), **SIGTERM_RUN)
+    step_end = training.BackupAndRestore.on_train_batch_end
+    ended = []
+
+    def terminated_at_step_3(self, batch, logs=None):
+        ended.append(batch)
+        if len(ended) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step_end(self, batch, logs)
+
+    monkeypatch.setattr(training.BackupAndRestore, "on_train_batch_end", terminated_at_step_3)
+    with pytest.raises(keras_ace.TrainingInterrupted, match=r"SIGTERM: stopped at epoch 1, step 3 .*run the same command"):
+        runs.train_panel("fig2_mnist", config, verbose=0)
+    assert keras_ace.BackupAndRestore.position(str(tmp_path / "b" / "backup_fig2_mnist")) == (0, 3)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is handed back
+    monkeypatch.setattr(training.BackupAndRestore, "on_train_batch_end", step_end)
+    resumed = runs.train_panel("fig2_mnist", config, verbose=0)
+    assert int(resumed.optimizer.iterations) == int(whole.optimizer.iterations) == 8
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    history = runs.read_history_rows(str(tmp_path / "b" / "history_fig2_mnist.csv"))
+    assert [row["epoch"] for row in history] == [0, 1]
+
+
+@pytest.mark.slow
+@requires_mnist
+def test_sigterm_to_a_figure_script_ends_in_one_line_and_the_same_command_goes_on(tmp_path):
+    """A real process: backed up every step, terminated in epoch 2; exits in seconds with status 2, then finishes."""
+    import signal
+    import time
+
+    out = tmp_path / "fig2"
+    command = [sys.executable, os.path.join(ROOT, "reproduce", "fig2.py"), "--quick", "--panels", "fig2_mnist",
+               "--train-size", "1000", "--test-size", "30", "--epochs", "2", "--samples-per-class", "2",
+               "--judge-epochs", "1", "--judge-train-size", "60", "--backup-every", "1",
+               "--overrides", json.dumps(SIGTERM_RUN["overrides"]), "--output-dir", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    backup = str(out / "backup_fig2_mnist")
+    from keras_ace import BackupAndRestore
+
+    while (BackupAndRestore.position(backup) or (0, 0)) < (1, 1) and process.poll() is None:
+        time.sleep(0.05)
+    sent = time.time()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and time.time() - sent < 30, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("fig2: error:")]
+    assert len(lines) == 1 and re.search(r"SIGTERM: stopped at epoch 2, step \d.*run the same command", lines[0]), err[-2000:]
+    stopped_at = BackupAndRestore.position(backup)
+    finished = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert (out / "fig2_mnist.keras").exists() and not os.path.exists(backup) and stopped_at[0] == 1
+
+
 @pytest.mark.slow
 @requires_mnist
 def test_an_interrupted_panel_resumes_and_a_finished_one_trains_on(tmp_path, monkeypatch):
     """Resumes after the last finished epoch; more epochs later train the saved panel on.
 
     The history, wall time and optimizer (whose iterations drive the decay) carry on
-    across the interruptions and the lengthening. Not bit-exact with an uninterrupted
-    run: Keras' BackupAndRestore restores the weights and the optimizer but not the
-    random streams (dropout, latent noise, shuffling), which restart from the seed
-    (docs/deviations.md).
+    across the interruptions and the lengthening.
     """
     import keras
 

@@ -27,11 +27,12 @@ FIT_ARGUMENTS = ("shuffle", "class_weight", "sample_weight", "initial_epoch", "s
 
 def steps_per_epoch(x, batch_size, validation_split=0.0):
     """Optimizer steps in one epoch of `fit(x)`: arrays and a batch size, a `PyDataset`'s
-    length or a `tf.data` data set's cardinality; None where it is not known."""
+    `steps_per_epoch` or length, or a `tf.data` data set's cardinality; None where it is not known."""
     if len(getattr(x, "shape", ())) == 4:
         return max(1, math.ceil(len(x) * (1.0 - validation_split) / batch_size))
     if isinstance(x, keras.utils.PyDataset):
-        return len(x)
+        # One that resumes an epoch part-way holds fewer steps and says the whole epoch's.
+        return getattr(x, "steps_per_epoch", None) or len(x)
     cardinality = getattr(x, "cardinality", None)  # tf.data; -1 infinite, -2 unknown
     if cardinality is not None and int(cardinality()) > 0:
         return int(cardinality())

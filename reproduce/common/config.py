@@ -91,6 +91,7 @@ class RunConfig:
     tfds_dir: str = None
     from_models: str = None
     panels: tuple = None  # None: every panel of the figure
+    backup_every: int = None  # a backup every N steps too (None: at each epoch's end and on SIGTERM)
 
     def for_dataset(self, dataset):
         """The settings one panel trains with: per-data-set epochs (and quick mode's sizes) resolved."""
@@ -122,6 +123,7 @@ class RunConfig:
             tfds_dir=args.tfds_dir,
             from_models=args.from_models,
             panels=tuple(args.panels) if args.panels else None,
+            backup_every=args.backup_every,
             **mode,
         )
 
@@ -193,6 +195,9 @@ def add_arguments(parser, figure, panels=()):
     parser.add_argument("--tfds-dir", metavar="DIR",
                         help="read the training images from this tensorflow-datasets folder (python -m data_tools "
                         "prepare-tfds), each process only its shard")
+    parser.add_argument("--backup-every", type=count_argument(), metavar="STEPS",
+                        help="also back up every STEPS steps (default: at each epoch's end, and on SIGTERM or Ctrl-C at the "
+                        "running step); the same command resumes from the backup")
     parser.add_argument("--from-models", metavar="DIR", help="redraw the figure from the .keras models in DIR, no training")
     parser.add_argument("--panels", nargs="+", choices=panels or None, metavar="PANEL",
                         help=f"train and draw only these panels (default all: {' '.join(panels)}); "

@@ -12,6 +12,7 @@ from data_tools.pictures import side_by_side
 from keras_ace import distributed
 from keras_ace import runtime
 from keras_ace.models.presets import PRESETS
+from keras_ace.training import TrainingInterrupted
 from common.config import RunConfig
 from common.config import add_arguments
 from common.config import write_json
@@ -129,7 +130,8 @@ def main(figure, panels, picture, description, argv=None, quick_panels=(), more_
             parser.exit(2, f"{figure}: error: {error}\n")
     try:
         run_figure(config, panels, picture, quick_panels, more_panels)
-    except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, NoRoomError, FileNotFoundError) as error:
+    except (DataNotFoundError, DamagedFileError, StaleModelError, TrainingStopped, TrainingInterrupted, NoRoomError,
+            FileNotFoundError) as error:
         # Errors of the user's data, folders or run: one line, no traceback.
         parser.exit(2, f"{figure}: error: {error}\n")
     except OSError as error:  # a full disk, a read-only or impossible --output-dir

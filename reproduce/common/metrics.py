@@ -71,7 +71,7 @@ def panel_metrics(model, preset, config, grid_values):
         metrics["real_horse_background_saturation"] = background_saturation(real_horses)
         metrics["real_horse_background_green"] = background_green(real_horses)
         # The centre of the drawn horse grid, judged as the samples are.
-        metrics["horse_grid_plausibility"] = judged_accuracy(judge, horses, HORSE)
+        metrics["horse_grid_plausibility"] = judged_accuracy(judge, horses.reshape(-1, *model.image_shape), HORSE)
         if model.symmetry is not None:
             metrics["frame_spread"] = frame_spread(model, x_test)
             metrics.update(orientation_choice(model, real_horses))

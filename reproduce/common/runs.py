@@ -8,6 +8,7 @@ import shutil
 import time
 
 import keras
+import numpy as np
 
 from data_tools import files
 from data_tools import tfds_data
@@ -88,19 +89,31 @@ def train_panel(preset, config, verbose=2):
     check_room(model, preset, config.output_dir)
     stop = StopOnSkippedStep()
     clock = TrainingClock(os.path.join(config.output_dir, f"{preset}.training.json"), resumed=lengthened or os.path.exists(backup))
-    model.fit(
-        *data.fit_inputs(),
-        epochs=config.epochs,
-        initial_epoch=earlier["epochs"] if lengthened else 0,
-        validation_data=(x_test, y_test),
-        callbacks=[
-            BackupAndRestore(backup),
-            HistoryFile(history),
-            clock,
-            stop,
-        ],
-        verbose=verbose,
-    )
+    first_epoch = earlier["epochs"] if lengthened else 0
+    # Where an interrupted run stopped: an epoch part-way is finished first, from the step it stopped at.
+    epoch, steps_done = BackupAndRestore.position(backup) or (first_epoch, 0)
+    if not data.resumes_within_epochs():
+        steps_done = 0  # the epoch is trained again from its first step, as Keras' backup does
+    for start, end, skip in ([(epoch, epoch + 1, steps_done)] if steps_done else []) + [(epoch + bool(steps_done), config.epochs, 0)]:
+        if start >= end:
+            continue
+        inputs, following = data.fit_inputs(start, skip)
+        model.fit(
+            **inputs,
+            epochs=end,
+            initial_epoch=start,
+            validation_data=(x_test, y_test),
+            callbacks=[
+                *following,
+                BackupAndRestore(backup, save_freq=config.backup_every or "epoch", steps_done=skip),
+                HistoryFile(history),
+                clock,
+                stop,
+            ],
+            verbose=verbose,
+        )
+        if stop.stopped_at is not None:
+            break
     if stop.stopped_at is not None:
         raise TrainingStopped(f"{preset}: {stop.message()}")
     data.after_fit(model)
@@ -127,14 +140,21 @@ class TrainingData:
 
 
 class ArrayData(TrainingData):
-    """The first `config.train_size` training images and labels as arrays, batched by `fit` at the paper's 250."""
+    """The first `config.train_size` training images and labels, batched at the paper's 250 in an order drawn from the seed."""
 
     def __init__(self, dataset, config):
         super().__init__(dataset, config)
         self.x, self.y = load_split(dataset, "train", config.train_size, config.data_dir)
 
-    def fit_inputs(self):
-        return self.x, self.y, TrainingConfig.batch_size
+    def fit_inputs(self, epoch=0, steps_done=0):
+        """`fit`'s data arguments and the callbacks they need."""
+        if distributed.process_count() > 1:  # `fit` shares whole arrays out among the processes
+            return dict(x=self.x, y=self.y, batch_size=TrainingConfig.batch_size), []
+        batches = EpochBatches(self.x, self.y, TrainingConfig.batch_size, self.config.seed, epoch, steps_done)
+        return dict(x=batches, shuffle=False), [EpochBatches.Follow(batches)]
+
+    def resumes_within_epochs(self):
+        return distributed.process_count() == 1
 
     def steps_per_epoch(self):
         return math.ceil(len(self.x) / TrainingConfig.batch_size)
@@ -143,8 +163,45 @@ class ArrayData(TrainingData):
         return f"{len(self.x)} images"
 
     def after_fit(self, model):
-        """Nothing: `fit` fitted the frame prior to these images."""
+        """The frame prior fitted to the first training images, as `fit` fits it to arrays."""
+        if model.symmetry is not None:
+            model.fit_frame_prior(self.x[:FRAME_PRIOR_IMAGES])
 
+
+class EpochBatches(keras.utils.PyDataset):
+    """Arrays in batches, each epoch in its own order drawn from `(seed, epoch)`: the same steps whether or not the run was interrupted.
+
+    `epoch`: the epoch of the first pass; `steps_done`: its steps to leave out (done
+    before an interruption), so a `fit` over it trains that one epoch. `fit` must not
+    shuffle it, and tells it each epoch by the `EpochBatches.Follow` callback.
+    """
+
+    def __init__(self, x, y, batch_size, seed, epoch=0, steps_done=0):
+        super().__init__()
+        self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
+        self.epoch, self.steps_done = epoch, steps_done
+        self.steps_per_epoch = math.ceil(len(x) / batch_size)
+        self._orders = {}
+
+    def __len__(self):
+        return self.steps_per_epoch - self.steps_done
+
+    def __getitem__(self, index):
+        if self.epoch not in self._orders:
+            self._orders = {self.epoch: np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))}
+        start = (index + self.steps_done) * self.batch_size
+        rows = np.sort(self._orders[self.epoch][start : start + self.batch_size])
+        return self.x[rows], self.y[rows]
+
+    class Follow(keras.callbacks.Callback):
+        """Tells the batches which epoch `fit` is in (Keras calls a `PyDataset`'s `on_epoch_end` once more, for its first look)."""
+
+        def __init__(self, batches):
+            super().__init__()
+            self.batches = batches
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.batches.epoch = epoch
 
 class ShardData(TrainingData):
     """This process's shard of a prepared tensorflow-datasets split, already batched (`data_tools.tfds_data`)."""
@@ -154,8 +211,12 @@ class ShardData(TrainingData):
         split = "train" if config.train_size is None else f"train[:{config.train_size}]"
         self.shard = tfds_data.load_shard(dataset, split, config.tfds_dir, TrainingConfig.batch_size, shuffle_seed=config.seed)
 
-    def fit_inputs(self):
-        return self.shard, None, None
+    def fit_inputs(self, epoch=0, steps_done=0):
+        """`fit`'s data arguments and the callbacks they need."""
+        return dict(x=self.shard), []
+
+    def resumes_within_epochs(self):
+        return False
 
     def steps_per_epoch(self):
         """The whole global batches of the split (every process takes as many)."""
