@@ -133,6 +133,63 @@ def cli_on_a_cut_model():
     return f"status 2, one line: {err.getvalue().strip()[:170]}"
 
 
+def cli_status(*args, npz_images=0):
+    """`python -m keras_ace ARGS` on a tiny saved model ({model}; {images}: an .npz of N zero images): status and line."""
+    import contextlib
+    import io
+
+    from keras_ace.__main__ import main as cli_main
+
+    folder = tempfile.mkdtemp()
+    path = os.path.join(folder, "ace.keras")
+    model().save(path)
+    np.savez(os.path.join(folder, "images.npz"), x=np.zeros((npz_images, 16, 16, 1), np.float32))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli_main([str(a).format(model=path, images=os.path.join(folder, "images.npz"), folder=folder) for a in args])
+    ours = [line for line in err.getvalue().splitlines() if line.startswith("python -m keras_ace")]
+    if status != 2 or len(ours) != 1:
+        raise AssertionError(f"status {status}: {err.getvalue().strip()[:150]}")
+    return f"status 2, one line: {ours[0][:170]}"
+
+
+def figure_option(*args):
+    """A figure script's options parsed as `reproduce/fig3.py ARGS` parses them: argparse's status and line."""
+    import argparse
+    import contextlib
+    import io
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "reproduce"))
+    from common.config import add_arguments
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            add_arguments(argparse.ArgumentParser(prog="fig3.py"), "fig3").parse_args(list(args))
+        except SystemExit as stopped:
+            return f"status {stopped.code}, one line: {err.getvalue().strip().splitlines()[-1][:170]}"
+    raise AssertionError("accepted")
+
+
+def sigterm_during_fit():
+    """SIGTERM at the second step of `fit` with keras_ace's BackupAndRestore: a backup at that step, then one error."""
+    import signal
+
+    folder = os.path.join(tempfile.mkdtemp(), "backup")
+
+    class Terminate(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    x16, y16 = data(16)
+    try:
+        model().fit(x16, y16, batch_size=4, epochs=2, verbose=0, callbacks=[Terminate(), keras_ace.BackupAndRestore(folder)])
+    except keras_ace.TrainingInterrupted as error:
+        return f"backup at {keras_ace.BackupAndRestore.position(folder)} (epoch, steps done); `TrainingInterrupted`: {error}"[:200]
+    raise AssertionError("fit went on")
+
+
 x, y = data()
 CASES = [
     ("build_ace(dataset='svhn')", lambda: keras_ace.build_ace("svhn")),
@@ -185,6 +242,15 @@ CASES = [
         lambda folder: os.path.join(folder, "cifar10-jpeg.zip"), lambda folder: load_dataset("cifar10", "test", folder))),
     ("load_dataset: the RTS MNIST cache cut in half", damaged_cache_rebuilt),
     ("python -m keras_ace info on a .keras cut in half", cli_on_a_cut_model),
+    ("python -m keras_ace sample -n 10000000", lambda: cli_status("sample", "{model}", "--class", 1, "-n", 10_000_000)),
+    ("python -m keras_ace sample -n 10^12 --npz (more than the disk holds)",
+     lambda: cli_status("sample", "{model}", "--class", 1, "-n", 10**12, "--npz", "{folder}/s.npz")),
+    ("python -m keras_ace grid --steps 1000000", lambda: cli_status("grid", "{model}", "--class", 1, "--steps", 1_000_000)),
+    ("python -m keras_ace control --index 0:300",
+     lambda: cli_status("control", "{model}", "--images", "{images}", "--index", "0:300", npz_images=300)),
+    ("reproduce/fig3.py --samples-per-class 10000000", lambda: figure_option("--samples-per-class", "10000000")),
+    ("reproduce/fig3.py --test-size -3", lambda: figure_option("--test-size", "-3")),
+    ("fit: SIGTERM in the middle of an epoch", sigterm_during_fit),
     ("SpatialTransformer: NaN in theta", lambda: "reads zeros: " + str(float(np.abs(keras.ops.convert_to_numpy(
         keras_ace.layers.SpatialTransformer()([x[:1], np.asarray([[np.nan, 0, 0, 0, 1, 0]], np.float32)]))).max()))),
 ]
