@@ -54,8 +54,9 @@ def train_panel(preset, config, verbose=2):
     """Trains one preset (or loads it when its `.keras` file exists); resumes after interruption.
 
     The model is saved as `<output_dir>/<preset>.keras`; while training, a
-    `BackupAndRestore` folder `<output_dir>/backup_<preset>` lets a rerun continue
-    from the last finished epoch. A saved model trained for fewer epochs, with
+    `BackupAndRestore` folder `<output_dir>/backup_<preset>` (written at each epoch's
+    end, every `config.backup_every` steps and on SIGTERM or SIGINT) lets a rerun go on
+    from the step it holds, as if never stopped (`EpochBatches`). A saved model trained for fewer epochs, with
     otherwise the same settings, is trained on to `config.epochs`: its optimizer
     state and learning-rate decay carry on, its history and wall time grow.
     """
