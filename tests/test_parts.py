@@ -78,8 +78,8 @@ class TestSymmetryStatisticsNet:
     def test_bad_arguments(self):
         with pytest.raises(ValueError, match="Received: symmetry='colour'"):
             SymmetryStatisticsNet("colour")
-        with pytest.raises(ValueError, match="Received: prior_scale="):
-            SymmetryStatisticsNet(prior_scale=(0.2,))
+        with pytest.raises(ValueError, match="Received: gains="):
+            SymmetryStatisticsNet(gains=(0.2,))
 
 
 class TestClassifier:

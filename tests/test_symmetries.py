@@ -169,3 +169,15 @@ def test_a_mirror_model_trains_saves_and_loads(tmp_path):
     np.testing.assert_allclose(reloaded.reconstruct(x[:4]), model.reconstruct(x[:4]), atol=1e-5)
     assert model.sample(class_id=1, n=4, seed=0).shape == (4, 16, 16, 1)
     assert set(model.draw_frames(6, seed=0)) == {"theta", "mirror"}
+
+
+def test_files_from_before_the_gains_were_named_so_load():
+    from keras_ace.models.legacy import LAYOUT
+    from keras_ace.models.symmetry_statistics_net import SymmetryStatisticsNet
+
+    config = {**ACE((16, 16, 1), symmetry="spatial", **TINY).get_config(), "layout": LAYOUT}
+    del config["symmetry_gains"]
+    config["symmetry_prior_scale"] = (0.3, 1.0)
+    assert ACE.from_config(config).symmetries[0].gain == 0.3
+    net = SymmetryStatisticsNet.from_config({**SymmetryStatisticsNet(filters=(4, 4), units=8).get_config(), "prior_scale": (0.1, 1.0)})
+    assert net.gains == (0.1, 1.0) and "gains" in net.get_config() and "prior_scale" not in net.get_config()

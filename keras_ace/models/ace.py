@@ -71,9 +71,9 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         classifier_filters, classifier_units, input_dropout, hidden_dropout,
             classifier_input_offset: the `Classifier`'s `filters`, `units`,
             `input_dropout`, `hidden_dropout`, `input_offset`.
-        ssn_filters, ssn_kernel_size, ssn_units, symmetry_prior_scale,
+        ssn_filters, ssn_kernel_size, ssn_units, symmetry_gains,
             symmetry_initial_log_scale: the `SymmetryStatisticsNet`'s `filters`,
-            `kernel_size`, `units`, `prior_scale`, `initial_log_scale` (it samples
+            `kernel_size`, `units`, `gains`, `initial_log_scale` (it samples
             with the auto-encoder's `sampling`).
         padding: what box 0.4's `SpatialTransformer` reads outside the image: `"border"`
             (the nearest edge pixel, as the Theano-era transformers of 2015; default)
@@ -113,7 +113,7 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         ssn_filters=(20, 20),
         ssn_kernel_size=5,
         ssn_units=50,
-        symmetry_prior_scale=(0.2, 1.0),
+        symmetry_gains=(0.2, 1.0),
         symmetry_initial_log_scale=-3.0,
         per_class_decoders=True,
         padding="border",
@@ -137,7 +137,7 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
             "classifier_units": classifier_units, "input_dropout": input_dropout,
             "classifier_input_offset": classifier_input_offset, "hidden_dropout": hidden_dropout,
             "ssn_filters": ssn_filters, "ssn_kernel_size": ssn_kernel_size, "ssn_units": ssn_units,
-            "symmetry_prior_scale": symmetry_prior_scale, "symmetry_initial_log_scale": symmetry_initial_log_scale,
+            "symmetry_gains": symmetry_gains, "symmetry_initial_log_scale": symmetry_initial_log_scale,
             "per_class_decoders": per_class_decoders, "padding": padding, "color_inverse": color_inverse,
         }  # fmt: skip
 
@@ -147,10 +147,10 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         self.inference_seed = INFERENCE_SEED if seeds[2] is None else seeds[2]
         self.generation_seed = seeds[3]
         # Box 0.4, one layer per symmetry (`keras_ace.models.symmetries`), shared with the symmetry net.
-        self.symmetries = make_symmetries(symmetry, symmetry_prior_scale, padding=padding, color_inverse=color_inverse)
+        self.symmetries = make_symmetries(symmetry, symmetry_gains, padding=padding, color_inverse=color_inverse)
         if symmetry is not None:
             self.symmetry_net = SymmetryStatisticsNet(
-                symmetry, ssn_filters, ssn_kernel_size, ssn_units, sampling, symmetry_prior_scale,
+                symmetry, ssn_filters, ssn_kernel_size, ssn_units, sampling, symmetry_gains,
                 symmetry_initial_log_scale, seed=seeds[1], symmetries=self.symmetries, name="symmetry_net",
             )  # fmt: skip
         self.classifier = Classifier(

@@ -34,12 +34,14 @@ OLD_SYMMETRY_NET = "layers/sequential/layers/"
 
 
 def current_config(config):
-    """A saved ACE's config as `ACE(**config)` takes it: the settings of older files filled in, the layout checked.
+    """A saved ACE's config as `ACE(**config)` takes it: the settings of older files filled in or renamed, the layout checked.
 
     Raises:
         ValueError: the file's weights are in an older layout (`convert` it once).
     """
     config = {**BEFORE_0_3, **config}
+    if "symmetry_prior_scale" in config:  # its name before 0.5
+        config["symmetry_gains"] = config.pop("symmetry_prior_scale")
     layout = config.pop("layout", 1)
     if layout != LAYOUT:
         saved_by = {1: "keras_ace 0.1 (weights under its old names)", 2: "keras_ace 0.2 or 0.3 (one variable per class)"}

@@ -56,8 +56,9 @@ class SymmetryStatisticsNet(keras.Model):
         kernel_size: the convs' kernel size.
         units: the dense hidden layer.
         sampling: `"gaussian"` or `"laplacian"`, the latents' family.
-        prior_scale: the symmetries' gains from u to their transforms: `(spatial,
-            colour)` in theta and colour-logit units, or a dict by symmetry name.
+        gains: the symmetries' gains from u to their transforms (u's prior stays
+            unit): `(spatial, colour)` in theta and colour-logit units per unit of u,
+            or a dict by symmetry name. (`prior_scale` before 0.5.)
         initial_log_scale: the posterior's initial log-scale.
         seed: seed of the sampler.
 
@@ -83,7 +84,7 @@ class SymmetryStatisticsNet(keras.Model):
         kernel_size=5,
         units=50,
         sampling="gaussian",
-        prior_scale=(0.2, 1.0),
+        gains=(0.2, 1.0),
         initial_log_scale=-3.0,
         seed=None,
         symmetries=None,
@@ -96,16 +97,16 @@ class SymmetryStatisticsNet(keras.Model):
         self.kernel_size = int(kernel_size)
         self.units = int(units)
         self.sampling = sampling
-        if isinstance(prior_scale, dict):
-            self.prior_scale = {k: float(v) for k, v in prior_scale.items()}
+        if isinstance(gains, dict):
+            self.gains = {k: float(v) for k, v in gains.items()}
         else:
-            self.prior_scale = tuple(float(s) for s in prior_scale)
-            if len(self.prior_scale) != 2 or min(self.prior_scale) <= 0:
-                raise ValueError(f"prior_scale must be (spatial, colour), both positive. Received: prior_scale={prior_scale}")
+            self.gains = tuple(float(s) for s in gains)
+            if len(self.gains) != 2 or min(self.gains) <= 0:
+                raise ValueError(f"gains must be (spatial, colour), both positive. Received: gains={gains}")
         self.initial_log_scale = float(initial_log_scale)
         self.seed = seed
         # Box 0.4's layers, shared with the ACE that built this net (it passes them), else made here.
-        self.symmetries = symmetries or make_symmetries(symmetry, self.prior_scale)
+        self.symmetries = symmetries or make_symmetries(symmetry, self.gains)
         self.num_statistics = sum(s.num_statistics for s in self.symmetries)
         self.discrete = discrete_symmetry(self.symmetries)
 
@@ -197,7 +198,14 @@ class SymmetryStatisticsNet(keras.Model):
             "kernel_size": self.kernel_size,
             "units": self.units,
             "sampling": self.sampling,
-            "prior_scale": self.prior_scale,
+            "gains": self.gains,
             "initial_log_scale": self.initial_log_scale,
             "seed": self.seed,
         }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "prior_scale" in config:  # its name before 0.5
+            config["gains"] = config.pop("prior_scale")
+        return cls(**config)
