@@ -4,7 +4,7 @@
 
 Columns: epochs, training wall time, test error, -log p(x) (the importance-weighted
 estimate, k samples; one estimator whatever the latent variables), the eq. 4.1 bound
-(a plug-in value with symmetry statistics: not comparable across the figures), sample
+(one sample of it; a plug-in value with symmetry statistics before keras_ace 0.5), sample
 plausibility, grid plausibility (Figure 2: canonical-frame grid, judged by a judge of
 undistorted digits), the -log p(x) difference of the two panels on the same test images
 (mean and standard error over the images, where both folders keep

@@ -587,10 +587,12 @@ def test_training_on_mnist_lowers_the_loss_and_reports_the_bound():
 def test_nll_bound_matches_its_formula(symmetry):
     """sum_c w_c (reconstruction_c + KL_c) + sum_c w_c log w_c + log K (+ KL_sym), in NumPy.
 
-    With symmetry statistics each class's reconstruction is taken after the inverse
-    transform, against the original input.
+    With symmetry statistics their frame is drawn from its posterior, u = loc + scale *
+    noise (inference's seed + 1); the classifier and the latents read the image in that
+    frame, and each class's reconstruction is taken after the inverse transform, against
+    the original input.
     """
-    model = tiny_ace(symmetry=symmetry)
+    model = tiny_ace(symmetry=symmetry, symmetry_initial_log_scale=-1.0)
     model.build()
     if symmetry:
         # Symmetry statistics away from zero, so the inverse transform matters.
@@ -599,12 +601,22 @@ def test_nll_bound_matches_its_formula(symmetry):
     outputs = model(x)
     bound = keras.ops.convert_to_numpy(model.nll_bound(x, outputs))
     o = {k: keras.ops.convert_to_numpy(v) for k, v in outputs.items()}
+    if symmetry:
+        statistics = {k: keras.ops.convert_to_numpy(v) for k, v in model.symmetry_net(x).items()}
+        noise = keras.ops.convert_to_numpy(model.symmetry_net.sampler.noise((4, 6), seed=model.inference_seed + 1))
+        u = statistics["loc"] + np.exp(statistics["log_scale"]) * noise
+        theta = np.float32([1, 0, 0, 0, 1, 0]) + 0.2 * u
+        assert np.abs(theta - o["theta"]).max() > 0.01  # a frame other than the mean's
+        canonical = model.canonicalize(x, {"theta": theta})
+        o["class_logits"] = keras.ops.convert_to_numpy(model.classifier(canonical))
+        o["latent_loc"], o["latent_log_scale"] = (keras.ops.convert_to_numpy(t) for t in model.auto_encoder.encode(canonical))
+        o["theta"] = theta
     log_scale = np.clip(o["latent_log_scale"], -7, 5)
     z = o["latent_loc"] + np.exp(log_scale) * o["noise"][:, None]
     observed = keras.ops.convert_to_numpy(model.auto_encoder.decode_all(z))  # (B, K, H, W, C), canonical frame
     if symmetry:
         observed = np.stack(
-            [keras.ops.convert_to_numpy(model.to_observation(observed[:, c], {"theta": outputs["theta"]})) for c in range(10)], 1
+            [keras.ops.convert_to_numpy(model.to_observation(observed[:, c], {"theta": o["theta"]})) for c in range(10)], 1
         )
     p = np.clip(observed, 1e-6, 1 - 1e-6)
     xk = x[:, None]

@@ -53,7 +53,7 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
     NLL of the [0, 1] intensities) + the *generative error* (KL of the class's latents
     and of the symmetry statistics) + the classification cross-entropy, each tracked
     as a metric; `evaluate` also reports the eq. 4.1 `nll_bound` (`val_nll_bound` in
-    the training logs: a plug-in value with symmetry statistics). `nll_estimate` is
+    the training logs; with symmetry statistics, their frame sampled too). `nll_estimate` is
     the importance-weighted estimate of -log p(x) that compares models with and
     without symmetry statistics (`keras_ace.models.likelihood`). Generation and control
     (`sample`, `control`, ...) come from `GenerationAndControl`; `fit`'s paper defaults
@@ -220,7 +220,10 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         if self.symmetry is None:
             return self._read(x, {}, training)
         statistics = self.symmetry_net(x, training=training)
-        frame = {s.key: statistics[s.key] for s in self.symmetries}
+        return self.read_in_frame(x, statistics, {s.key: statistics[s.key] for s in self.symmetries}, training)
+
+    def read_in_frame(self, x, statistics, frame, training=False):
+        """`call`'s outputs with the frame given (`statistics`: the symmetry net's, for the KL and the states' posterior)."""
         discrete = self.symmetry_net.discrete
         if discrete is None:
             outputs = self._read(x, frame, training)

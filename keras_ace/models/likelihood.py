@@ -61,15 +61,20 @@ def nll_bound(model, x, outputs):
 
         nll_bound = sum_c w_c (reconstruction_c + KL_c) + KL_symmetry + sum_c w_c log w_c + log K,
 
-    with one sample of each class's latents (shared noise) and the symmetry
-    statistics at their mean: without them a one-sample estimate of the variational
-    bound; with them a *plug-in* value, as their KL is added but they are not
-    sampled (docs/deviations.md). A discrete symmetry (the mirror) is summed over
-    exactly: each state's mixture term weighted by its posterior, whose KL to the
-    uniform prior is part of KL_symmetry. It bounds the negative log-*density* of
-    [0, 1] intensities under a Bernoulli likelihood, not the discrete likelihood of
-    binarised MNIST that VAE papers report.
+    with one sample of each class's latents (shared noise) and, with symmetry
+    statistics, one sample of them from their posterior (the classifier and the
+    latents then read the image in that frame): a one-sample estimate of the
+    variational bound, with or without symmetry statistics, from inference's fixed
+    seed. (Before 0.5 the statistics were taken at their mean, a plug-in value.) A
+    discrete symmetry (the mirror) is summed over exactly: each state's mixture term
+    weighted by its posterior, whose KL to the uniform prior is part of KL_symmetry.
+    It bounds the negative log-*density* of [0, 1] intensities under a Bernoulli
+    likelihood, not the discrete likelihood of binarised MNIST that VAE papers report.
+
+    `outputs`: `ACE.call`'s on x (their frame at the statistics' mean is replaced here).
     """
+    if model.symmetry is not None:
+        outputs = in_a_sampled_frame(model, x)
     rows, copies, expected = over_states(outputs)
     x = repeat_rows(x, copies)
     loc, log_scale = rows["latent_loc"], rows["latent_log_scale"]
@@ -86,6 +91,16 @@ def nll_bound(model, x, outputs):
     if model.symmetry is not None:
         bound = bound + outputs["symmetry_kl"]
     return bound
+
+
+def in_a_sampled_frame(model, x):
+    """`ACE.call`'s outputs on x with the symmetry statistics drawn from their posterior (a fixed seed)."""
+    statistics = model.symmetry_net(x)
+    loc, log_scale = statistics["loc"], statistics["log_scale"]
+    sampler = model.symmetry_net.sampler
+    u = loc + sampler.scale(log_scale) * sampler.noise(ops.shape(loc), seed=model.inference_seed + 1)
+    states = ops.argmax(statistics["state_logits"], axis=-1) if "state_logits" in statistics else None
+    return model.read_in_frame(x, statistics, model.symmetry_net.frame(u, states))
 
 
 def nll_estimate(model, x, samples=100, batch_size=ESTIMATE_ROWS, seed=None, verbose=0):
@@ -111,9 +126,9 @@ def nll_estimate(model, x, samples=100, batch_size=ESTIMATE_ROWS, seed=None, ver
 
     Every k gives an upper bound on -log p(x) in expectation, tighter as k grows
     and exact as k -> infinity; k = 1 is the one-sample variational bound with the
-    class summed out. Unlike `nll_bound` (the eq. 4.1 mixture, with the frames at
-    their mean: a plug-in value with symmetry statistics), it compares models with
-    and without symmetry statistics.
+    class summed out. Unlike `nll_bound` (the eq. 4.1 mixture: one sample, weighted by
+    the classifier), it compares models with and without symmetry statistics by a
+    bound that tightens with k.
 
     Args:
         x: images (N, H, W, C) in [0, 1].

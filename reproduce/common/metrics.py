@@ -27,9 +27,10 @@ from common.runs import training_record
 def panel_metrics(model, preset, config, grid_values):
     """Test error, NLL bound and estimate, and sample plausibility of one trained panel (`metrics.json`).
 
-    `test_nll_bound_nats` is `evaluate`'s eq. 4.1 value on every test image (a plug-in
-    with symmetry statistics); `test_nll_estimate_nats` the importance-weighted
-    estimate (`ACE.nll_estimate`), the one to compare panels by.
+    `test_nll_bound_nats` is `evaluate`'s eq. 4.1 value on every test image (one sample
+    of the bound; a plug-in value with symmetry statistics before keras_ace 0.5);
+    `test_nll_estimate_nats` the importance-weighted estimate (`ACE.nll_estimate`), the
+    one to compare panels by.
 
     `grid_values`: the (K, G, latent_dim) latent values of the panel's drawn grid, or None.
     """
