@@ -145,6 +145,7 @@ def test_cifar10_figures(figure, panels, tmp_path):
         assert metrics[panel]["horse_grid_background_saturation"] == pytest.approx(saturation, abs=1e-5)
         assert ("frame_spread" in metrics[panel]) == (panel != "fig3_cifar10")
         assert ("real_horse_mirrored_fraction" in metrics[panel]) == panel.endswith("mirror")
+        assert (out / f"{panel}_orientation.png").exists() == panel.endswith("mirror")
         assert 0 <= metrics[panel]["horse_grid_plausibility"] <= 1
     stdout = run(f"{figure}.py", *chosen, "--from-models", str(out), "--output-dir", str(tmp_path / "redraw"))
     assert "Training" not in stdout

@@ -21,6 +21,7 @@ from common.metrics import run_record
 from common.metrics import panel_metrics
 from common.pictures import manifold_values
 from common.pictures import panel_title
+from common.pictures import save_orientation_picture
 from common.pictures import save_curves
 from common.runs import StaleModelError
 from common.runs import NoRoomError
@@ -100,6 +101,8 @@ def run_figure(config, panels, picture, quick_panels=(), more_panels=()):
     write_json(dataclasses.asdict(config), os.path.join(config.output_dir, "config.json"))
     write_json(metrics, figure_metrics)
     save_curves(panels, config.output_dir, os.path.join(config.output_dir, "curves.png"))
+    for p, m in zip(panels, models):
+        save_orientation_picture(m, p, config)
     for p in panels:
         m = metrics[p]
         extra = f", grid plausibility {m['grid_plausibility']:.1%}" if "grid_plausibility" in m else ""

@@ -99,6 +99,36 @@ def horse_panels(models, grids=None):
     return [mosaic(centre_of_2d_grid(m, HORSE)) for m in models]
 
 
+ORIENTATION_HORSES = 16  # real test horses in the orientation picture
+
+
+def save_orientation_picture(model, preset, config):
+    """With a mirror in the frames: real test horses over the canonical images the net reads, as `<preset>_orientation.png`.
+
+    The top row is each input, the bottom row the same horse in the canonical frame the
+    net chose (moved, scaled, and mirrored where it is marked); horses facing one way
+    in the bottom row are what the mirror is for. Nothing without a mirror.
+    """
+    from data_tools.pictures import save_annotated_png
+
+    if model.symmetry is None or model.symmetry_net.discrete is None:
+        return None
+    x, y = load_split(PRESETS[preset]["dataset"], "test", config.test_size, config.data_dir)
+    x = x[y == HORSE][:ORIENTATION_HORSES]
+    from keras import ops
+
+    outputs = model(x)
+    canonical = ops.convert_to_numpy(outputs["canonical"])
+    mirrored = ops.convert_to_numpy(outputs["mirror"])[:, 0] > 0.5
+    marks = canonical.copy()
+    marks[mirrored, :2] = (1.0, 0.0, 0.0)  # a red bar over the mirrored ones
+    path = os.path.join(config.output_dir, f"{preset}_orientation.png")
+    save_annotated_png([mosaic(np.stack([x, marks]), gap=2)], [f"{preset}: real test horses (top) and what the net reads"],
+                       f"Bottom row: each horse in the canonical frame its symmetry statistics chose; a red bar marks "
+                       f"the {mirrored.sum()} of {len(x)} the net mirrored.", path)
+    return path
+
+
 def likelihood(metrics):
     """The panel's -log p(x) estimate, or for runs measured before it, its eq. 4.1 bound, said as such."""
     if "test_nll_estimate_nats" in metrics:
