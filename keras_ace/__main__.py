@@ -180,9 +180,9 @@ def control(args):
 
 def info(args):
     model = load_ace(args.model)
-    from data_tools.datasets import IMAGE_SHAPES
+    from keras_ace.datasets import DATASETS
 
-    datasets = [name for name, shape in IMAGE_SHAPES.items() if tuple(shape) == model.image_shape]
+    datasets = [d.name for d in DATASETS.values() if d.image_shape == model.image_shape and d.num_classes == model.num_classes]
     report = {
         "file": args.model,
         "data set": " or ".join(datasets) or "unknown",

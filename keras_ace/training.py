@@ -12,17 +12,14 @@ import keras
 import numpy as np
 from keras import ops
 
-from data_tools.datasets import DATASETS
 from keras_ace.backend_ops import distribution_scope
+from keras_ace.datasets import get_dataset
 from keras_ace.models.ace import ACE
 from keras_ace.models.fitting import BATCH_SIZE
 from keras_ace.models.presets import PRESETS
 from keras_ace.models.presets import paper_settings
 from keras_ace.optimizers import Adam
 from keras_ace.optimizers import EpochDecay
-
-TRAIN_SIZES = {"mnist": 60000, "rts_mnist": 60000, "tc_mnist": 60000, "cifar10": 50000}
-
 
 @dataclasses.dataclass
 class TrainingConfig:
@@ -46,12 +43,9 @@ class TrainingConfig:
     @classmethod
     def for_dataset(cls, dataset, **overrides):
         """Appendix A's settings for a data set; `steps_per_epoch` counts its training set at the batch size given."""
-        _check_dataset(dataset)
+        record = get_dataset(dataset)
         batch_size = overrides.get("batch_size", cls.batch_size)
-        config = cls(
-            learning_rate=0.0005 if dataset == "cifar10" else 0.0015,
-            steps_per_epoch=math.ceil(TRAIN_SIZES[dataset] / batch_size),
-        )
+        config = cls(learning_rate=record.learning_rate, steps_per_epoch=math.ceil(record.train_size / batch_size))
         return dataclasses.replace(config, **overrides)
 
     def schedule(self):
@@ -60,11 +54,6 @@ class TrainingConfig:
 
     def optimizer(self):
         return Adam(learning_rate=self.schedule())
-
-
-def _check_dataset(dataset):
-    if dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset. Expected one of {DATASETS}. Received: dataset={dataset!r}")
 
 
 def compile_ace(model, training=None, dataset="mnist"):

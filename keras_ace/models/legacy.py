@@ -20,8 +20,6 @@ import zipfile
 
 import numpy as np
 
-from data_tools import files
-
 # The weight layout of saved files: 2 since the three parts of Figure 5 are Models of
 # their own (0.1 files have none), 3 since each per-class layer holds one stacked kernel
 # and bias (0.4).
@@ -159,6 +157,7 @@ def convert(old_path, new_path):
     """
     import h5py
 
+    from data_tools import files  # the command line's safe file handling; the library proper never needs it
     from keras_ace.models.ace import ACE
 
     files.check_keras_archive(old_path)

@@ -8,8 +8,7 @@ dimension per class (DESIGN.md); Figure 4 replaces the two encoder layers by con
 for 2048 and Laplacian sampling.
 """
 
-from data_tools.datasets import DATASETS
-from data_tools.datasets import IMAGE_SHAPES
+from keras_ace.datasets import get_dataset
 
 # Appendix A, Figure 1: "32-64-128 3x3 filters ... 2x2 max-poolings ... fully-connected
 # layer of size 700; dropout is 0.2 in input and 0.5 in hidden layers".
@@ -36,9 +35,11 @@ CIFAR10_PADDING = {"padding": "border"}
 
 
 def _mnist_family(dataset, symmetry, auto_encoder=DENSE_AE):
+    record = get_dataset(dataset)
     return {
         "dataset": dataset,
-        "image_shape": IMAGE_SHAPES[dataset],
+        "image_shape": record.image_shape,
+        "num_classes": record.num_classes,
         "symmetry": symmetry,
         **MNIST_PADDING,
         "latent_dim": 1,
@@ -57,7 +58,7 @@ CIFAR10_CLASSIFIER_INPUT = {"classifier_input_offset": -0.5}
 def _cifar10(symmetry, auto_encoder):
     return {
         "dataset": "cifar10",
-        "image_shape": IMAGE_SHAPES["cifar10"],
+        "image_shape": get_dataset("cifar10").image_shape,
         "symmetry": symmetry,
         **CIFAR10_PADDING,
         "latent_dim": 2,
@@ -90,12 +91,12 @@ def paper_settings(dataset, encoder="dense"):
 
     The MNIST family: Figure 2's net (spatial symmetry statistics); CIFAR10: Figure 3's
     right panel (dense, spatial) or Figure 4's right panel (conv, spatial and colour).
-    A conv encoder on an MNIST data set takes Figure 4's auto-encoder.
+    A conv encoder on an MNIST data set takes Figure 4's auto-encoder. Any other
+    registered data set (`keras_ace.datasets`) takes the MNIST family's net at its own
+    image shape and number of classes.
     """
     if encoder not in AUTO_ENCODERS:
         raise ValueError(f"Unknown encoder. Expected one of {tuple(AUTO_ENCODERS)}. Received: encoder={encoder!r}")
     if dataset == "cifar10":
         return _cifar10("spatial_color" if encoder == "conv" else "spatial", AUTO_ENCODERS[encoder])
-    if dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset. Expected one of {DATASETS}. Received: dataset={dataset!r}")
     return _mnist_family(dataset, "spatial", AUTO_ENCODERS[encoder])

@@ -14,11 +14,11 @@ from data_tools import files
 from data_tools import tfds_data
 from keras_ace import distributed
 from keras_ace.backend_ops import distribution_scope
+from keras_ace.datasets import get_dataset
 from keras_ace.models.generation import FRAME_PRIOR_IMAGES
 from keras_ace.models.presets import PRESETS
 from keras_ace.training import BackupAndRestore
 from keras_ace.training import StopOnSkippedStep
-from keras_ace.training import TRAIN_SIZES
 from keras_ace.training import TrainingConfig
 from keras_ace.training import build_preset
 from common.config import LAYOUT_VERSION
@@ -379,5 +379,5 @@ def load_panel(preset, directory):
 def panel_steps(preset, config):
     """Training steps of a panel: epochs x batches per epoch."""
     resolved = config.for_dataset(PRESETS[preset]["dataset"])
-    size = resolved.train_size or TRAIN_SIZES[PRESETS[preset]["dataset"]]
+    size = resolved.train_size or get_dataset(PRESETS[preset]["dataset"]).train_size
     return resolved.epochs * math.ceil(size / TrainingConfig.batch_size)
