@@ -258,12 +258,12 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             self._stop(f"the end of epoch {epoch + 1}")
 
     def on_train_end(self, logs=None):
-        self._restore_handlers()
+        self.release_signals()
         super().on_train_end(logs)
 
     def _stop(self, where):
         name = signal.Signals(self._signal).name
-        self._restore_handlers()
+        self.release_signals()
         raise TrainingInterrupted(
             f"{name}: stopped at {where} with a backup in {self.backup_dir}; run the same command again to go on from there"
         )
@@ -282,7 +282,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
 
         def note(signum, frame):
             if self._signal is not None:  # the second signal: stop now
-                self._restore_handlers()
+                self.release_signals()
                 raise KeyboardInterrupt
             self._signal = signum
             print(f"keras_ace: {signal.Signals(signum).name} received; saving a backup when this step ends",
@@ -291,7 +291,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         for signum in self.save_on_signals:
             self._handlers[signum] = signal.signal(signum, note)
 
-    def _restore_handlers(self):
+    def release_signals(self):
+        """Hands SIGTERM and SIGINT back to the handlers they had before `fit` (`fit` calls it however it ends)."""
         for signum, handler in self._handlers.items():
             signal.signal(signum, handler)
         self._handlers = {}

@@ -832,3 +832,20 @@ def test_imports_without_tensorflow_on_jax():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "KERAS_BACKEND": "jax"})
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_fit_hands_the_signals_back_however_it_ends(tmp_path):
+    """An exception inside `fit` skips Keras' `on_train_end`; the backup's SIGTERM handler is handed back all the same."""
+    import signal
+
+    model = tiny_ace()
+    x, y = tiny_data(8)
+
+    class Fails(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise RuntimeError("a failure inside fit")
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RuntimeError, match="a failure inside fit"):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[keras_ace.BackupAndRestore(str(tmp_path / "b")), Fails()])
+    assert signal.getsignal(signal.SIGTERM) is before

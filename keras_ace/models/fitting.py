@@ -109,11 +109,15 @@ class PaperTraining:
         arrays = x
         if distributed.process_count() > 1:
             x, y, batch_size, validation_data = self._process_share(x, y, batch_size, validation_data)
-        with distributed.failure_named():
-            history = super().fit(
-                x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
-                validation_split=validation_split, validation_data=validation_data, **kwargs,
-            )  # fmt: skip
+        try:
+            with distributed.failure_named():
+                history = super().fit(
+                    x, y, batch_size=batch_size, epochs=epochs, verbose=verbose, callbacks=callbacks,
+                    validation_split=validation_split, validation_data=validation_data, **kwargs,
+                )  # fmt: skip
+        finally:  # Keras ends callbacks only when fit ends normally: signals a backup took are handed back here
+            for callback in callbacks or ():
+                getattr(callback, "release_signals", lambda: None)()
         # Over several processes a data set is each process's own shard: a prior fitted to it would differ
         # between processes, so there the caller fits it to the same images everywhere (`fit_frame_prior`).
         shard = distributed.process_count() > 1 and len(getattr(arrays, "shape", ())) != 4
