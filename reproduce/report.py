@@ -103,8 +103,15 @@ def source(runs, run, panels=()):
     return f"`{run}` ({', '.join(parts)})"
 
 
-def command(runs, run):
-    return f"`{runs.record(run)['command']}`"
+def command(runs, run, panel=None):
+    """The command of a run; with `panel`, the one that trained it (a `--panels` run keeps the earlier records)."""
+    records = [runs.record(run)]
+    if os.path.exists(runs.path(run, "metrics.json")):
+        records += runs.json(run).get("earlier_runs", [])
+    if panel is not None:
+        named = [r for r in records if re.search(rf"--panels (\w+ )*{panel}\b", r["command"])]
+        records = named or [r for r in records if "--panels" not in r["command"]] or records
+    return f"`{records[0]['command']}`"
 
 
 def paired_difference(runs, run_a, panel_a, run_b, panel_b):
@@ -193,7 +200,7 @@ def claims(runs):
         f"horse samples recognised as horses {pct(horses(plain), 0)}, horse grid {pct(plain['horse_grid_plausibility'], 0)}, "
         f"by a judge of {pct(plain['judge_test_accuracy'], 0)} on real images ({pct(real_horses(plain), 0)} on real horses)",
         "**not judged**" if not judged else verdict(horses(plain) < BLOBS),
-        source(runs, fig3, ["fig3_cifar10"]), command(runs, fig3)])
+        source(runs, fig3, ["fig3_cifar10"]), command(runs, fig3, "fig3_cifar10")])
     mean, error, lower = paired_difference(runs, fig3, "fig3_cifar10", fig3, "fig3_cifar10_sss")
     horse_like = horses(sss) >= BLOBS and horses(sss) > horses(plain)
     rows.append([
@@ -202,7 +209,7 @@ def claims(runs):
         f"{pct(horses(sss), 0)} against {pct(horses(plain), 0)}, horse grid {pct(sss['horse_grid_plausibility'], 0)} "
         f"(judge {pct(sss['judge_test_accuracy'], 0)})",
         "**not judged**" if not judged else verdict(horse_like, partly=mean < 0),
-        source(runs, fig3, ["fig3_cifar10_sss"]), command(runs, fig3)])
+        source(runs, fig3, ["fig3_cifar10_sss"]), command(runs, fig3, "fig3_cifar10_sss")])
     fig4 = "fig4_gpu_50_epochs"
     (s, g), (c, h) = background(runs, fig4, "fig4_cifar10_spatial"), background(runs, fig4, "fig4_cifar10_spatial_color")
     rows.append([
@@ -267,10 +274,22 @@ def beyond(runs):
         ["Three backends",
          "Figure 3 training step: " + ", ".join(f"{b} {ms(s)} ms" for b, s in steps.items()),
          source(runs, "train_step_cpu_three_backends")],
+        mirror_row(runs),
         ["Several processes (`--distribute`)",
          f"fig2_rts_mnist step {ms(two[('fig2_rts_mnist', 1)])} ms in one process, "
          f"{ms(two[('fig2_rts_mnist', 2)])} ms in two on the same 2 cores", source(runs, "multi_process_cpu")],
     ]
+
+
+def mirror_row(runs):
+    """The mirror symmetry against the same net without it (Figure 3's right panel)."""
+    run = FIGURE_3_RUN
+    mirror, without = runs.panel(run, "fig3_cifar10_sss_mirror"), runs.panel(run, "fig3_cifar10_sss")
+    mean, error, _ = paired_difference(runs, run, "fig3_cifar10_sss", run, "fig3_cifar10_sss_mirror")
+    return ["Frames that may mirror the image (`symmetry=\"spatial_mirror\"`)",
+            f"CIFAR-10, against the same net without: -log p(x) {mean:+.1f} ± {error:.1f} nats (same images), horse "
+            f"samples recognised {pct(horses(mirror), 0)} against {pct(horses(without), 0)}, real test horses taken "
+            f"mirrored {pct(mirror['real_horse_mirrored_fraction'], 0)}", source(runs, run, ["fig3_cifar10_sss_mirror"])]
 
 
 def panel_table(runs, entries, columns):

@@ -78,6 +78,7 @@ def run_figure(config, panels, picture, quick_panels=(), more_panels=()):
         return None
     metrics = {p: panel_metrics(m, p, config, g) for p, m, g in zip(panels, models, grids)}
     figure_metrics = os.path.join(config.output_dir, "metrics.json")
+    earlier = {}
     if config.panels is not None and os.path.exists(figure_metrics):
         # The panels not trained now keep their numbers (their models are in this folder).
         earlier = files.read_json(figure_metrics)
@@ -98,6 +99,8 @@ def run_figure(config, panels, picture, quick_panels=(), more_panels=()):
     save_annotated_png(pictures, [panel_title(p, metrics[p]) for p in panels], caption, annotated)
     metrics["machine"] = machine()
     metrics["run"] = run_record(start)
+    if "run" in earlier:  # the commands that trained the panels kept
+        metrics["earlier_runs"] = [earlier["run"], *earlier.get("earlier_runs", [])]
     write_json(dataclasses.asdict(config), os.path.join(config.output_dir, "config.json"))
     write_json(metrics, figure_metrics)
     save_curves(panels, config.output_dir, os.path.join(config.output_dir, "curves.png"))
