@@ -463,6 +463,21 @@ def train_step_cpu(runs):
         for r in sorted(records, key=lambda r: (r["preset"], ("tensorflow", "jax", "torch").index(r["backend"])))]
 
 
+def configure_before_after(runs):
+    """The train step with the settings made at import (before) and by `runtime.configure()` (after), each round."""
+    run = "configure_before_after_cpu"
+    rows = []
+    for backend in ("tensorflow", "jax", "torch"):
+        for round_ in (1, 2):
+            if not os.path.exists(runs.path(run, f"{backend}_before_round{round_}.json")):
+                continue
+            before, after = ({r["preset"]: r["step_s"] for r in runs.json(run, f"{backend}_{v}_round{round_}.json")}
+                             for v in ("before", "after"))
+            rows += [[f"`{p}`", backend, str(round_), ms(before[p]), ms(after[p]), f"{after[p] / before[p]:.2f}"]
+                     for p in sorted(before)]
+    return ["preset", "backend", "round", "ms a step, settings at import", "ms a step, `configure()`", "after / before"], rows
+
+
 def train_step_gpu(runs):
     rows = []
     for path in sorted(glob.glob(runs.path("train_step_gpu", "train_step_*.json"))):
@@ -489,7 +504,7 @@ def speed_runs(runs):
 TABLES = {
     "claims": claims, "readme_claims": readme_claims, "readme_commands": readme_commands, "beyond": beyond, "main_command": main_command,
     "figures_1_2_gpu": figures_1_2_gpu, "figures_1_2_cpu": figures_1_2_cpu, "figures_1_2_likelihood": figures_1_2_likelihood,
-    "figure_3": figure_3, "figure_3_mirror": figure_3_mirror, "figure_4": figure_4, "cifar_tried": cifar_tried, "cifar10_judge": cifar10_judge,
+    "configure_before_after": configure_before_after, "figure_3": figure_3, "figure_3_mirror": figure_3_mirror, "figure_4": figure_4, "cifar_tried": cifar_tried, "cifar10_judge": cifar10_judge,
     "train_step_cpu": train_step_cpu, "train_step_gpu": train_step_gpu, "multi_process": multi_process,
     "speed_runs": speed_runs,
 }
