@@ -29,7 +29,7 @@ class Brightness(Symmetry):
         return ops.exp(self.gain * u)  # (B, 1)
 
     def canonicalize(self, x, factor):
-        return x * factor[:, :, None, None]
+        return ops.multiply(x, factor[:, :, None, None])
 
     def to_observation(self, x, factor):
         return ops.clip(x / factor[:, :, None, None], 0.0, 1.0)
