@@ -109,8 +109,8 @@ def save_model(model, path):
         model.save(tmp)
 
 
-def load_model(path):
-    """`keras.saving.load_model`, with errors that tell a missing file from a damaged one.
+def load_model(path, compile=True):
+    """`keras.saving.load_model`, with errors that tell a missing file from a damaged one (`compile=False`: to predict only).
 
     Raises `FileNotFoundError` when nothing is at `path` and `DamagedFileError` when the
     file is cut short, fails its checksums or is not a Keras archive; errors of a whole
@@ -119,7 +119,7 @@ def load_model(path):
     import keras
 
     check_keras_archive(path)
-    return keras.saving.load_model(path)
+    return keras.saving.load_model(path, compile=compile)
 
 
 def check_keras_archive(path):

@@ -69,7 +69,7 @@ def train_judge(dataset, config, canonical=False):
     settings_path = os.path.join(config.output_dir, f"{name}.settings.json")
     recorded = files.read_json(settings_path) if os.path.exists(settings_path) else settings
     if os.path.exists(path) and recorded == settings:
-        judge = files.load_model(path)
+        judge = files.load_model(path, compile=False)  # a judge only predicts
     else:
         # The training split is read only when the judge is trained, not when it is reused.
         x, y = load_split(source, "train", config.judge_train_size, config.data_dir)
@@ -208,7 +208,7 @@ def cifar10_judge(data_dir=None, epochs=CIFAR10_JUDGE_EPOCHS, train_size=None):
     if os.path.exists(path):
         try:
             record = files.read_json(record_path)
-            return files.load_model(path), record
+            return files.load_model(path, compile=False), record  # a judge only predicts
         except (files.DamagedFileError, FileNotFoundError) as error:
             files.say(f"the cached CIFAR-10 judge is unusable ({files.reason(error)}); training it again")
     x, y = load_split("cifar10", "train", train_size, data_dir)
