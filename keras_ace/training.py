@@ -254,7 +254,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
         self._steps_in_epoch = 0
         super().on_epoch_end(epoch, logs)
         if self._signal is not None:  # it came during validation: the epoch's backup is saved
-            self._save_model()
+            if self.save_freq != "epoch":  # Keras saved only by steps
+                self._save_model()
             self._stop(f"the end of epoch {epoch + 1}")
 
     def on_train_end(self, logs=None):

@@ -264,10 +264,20 @@ def test_resume_skips_a_finished_panel(tmp_path, monkeypatch):
     assert isinstance(model, keras.Model) and model.image_shape == (28, 28, 1)
 
 
-def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeypatch):
-    """A data file cut short, and a saved panel cut short: exit status 2, one line naming the file."""
+def fig2_error(capsys, args):
+    """Figure 2's command line on `args` (panel fig2_mnist), which must end in status 2 and one line on stderr: that line."""
     from common.figure import main
     from common.pictures import class_manifold_panels
+
+    with pytest.raises(SystemExit) as stopped:
+        main("fig2", ("fig2_mnist",), class_manifold_panels, "", [*args, "--panels", "fig2_mnist"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1, err
+    return err[0]
+
+
+def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeypatch):
+    """A data file cut short, and a saved panel cut short: exit status 2, one line naming the file."""
     from tests.test_model import tiny_ace
 
     data = tmp_path / "data"
@@ -275,11 +285,8 @@ def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeyp
     (data / "mnist.npz").write_bytes(b"PK\x03\x04" + bytes(100))
     monkeypatch.setenv("KERAS_ACE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "fig2"
-    args = ["--quick", "--data-dir", str(data), "--output-dir", str(out), "--panels", "fig2_mnist"]
-    with pytest.raises(SystemExit) as stopped:
-        main("fig2", ("fig2_mnist",), class_manifold_panels, "", args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert stopped.value.code == 2 and len(err) == 1 and re.search(r"^fig2: error: .*mnist\.npz is damaged", err[0]), err
+    line = fig2_error(capsys, ["--quick", "--data-dir", str(data), "--output-dir", str(out)])
+    assert re.search(r"^fig2: error: .*mnist\.npz is damaged", line), line
 
     config = run_config.RunConfig(figure="fig2", output_dir=str(out))
     built(tiny_ace((28, 28, 1))).save(str(out / "fig2_mnist.keras"))
@@ -290,34 +297,20 @@ def test_a_figure_run_names_a_damaged_file_in_one_line(tmp_path, capsys, monkeyp
 
 
 def test_an_output_folder_that_cannot_be_made_is_one_line_before_training(tmp_path, capsys):
-    from common.figure import main
-    from common.pictures import class_manifold_panels
-
     (tmp_path / "a_file").write_text("")
-    args = ["--quick", "--output-dir", str(tmp_path / "a_file" / "fig2"), "--panels", "fig2_mnist"]
-    with pytest.raises(SystemExit) as stopped:
-        main("fig2", ("fig2_mnist",), class_manifold_panels, "", args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert stopped.value.code == 2 and len(err) == 1, err
-    assert re.search(r"^fig2: error: cannot write .*a_file.*a part of the path is a file", err[0]), err
+    line = fig2_error(capsys, ["--quick", "--output-dir", str(tmp_path / "a_file" / "fig2")])
+    assert re.search(r"^fig2: error: cannot write .*a_file.*a part of the path is a file", line), line
 
 
 @requires_mnist
 def test_a_disk_without_room_for_the_models_is_one_line_before_training(tmp_path, capsys, monkeypatch):
     import collections
 
-    from common.figure import main
-    from common.pictures import class_manifold_panels
-
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(runs.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - 2**20, 2**20))  # 1 MiB free
     monkeypatch.setattr(runs.TrainingClock, "on_train_begin", lambda *a: pytest.fail("training started"))
-    args = [*TINY, "--output-dir", str(tmp_path / "fig2"), "--panels", "fig2_mnist"]
-    with pytest.raises(SystemExit) as stopped:
-        main("fig2", ("fig2_mnist",), class_manifold_panels, "", args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert stopped.value.code == 2 and len(err) == 1, err
-    assert re.search(r"^fig2: error: .*fig2 has 1 MiB free; training fig2_mnist writes about \d+ MiB", err[0]), err
+    line = fig2_error(capsys, [*TINY, "--output-dir", str(tmp_path / "fig2")])
+    assert re.search(r"^fig2: error: .*fig2 has 1 MiB free; training fig2_mnist writes about \d+ MiB", line), line
 
 
 @requires_mnist

@@ -86,7 +86,11 @@ class GibbsSampler(keras.layers.Layer):
         loc, log_scale = inputs
         if not (training if sample is None else sample):
             return loc
-        return loc + self.scale(log_scale) * self.noise(ops.shape(loc))
+        return self.sample_posterior(loc, log_scale)
+
+    def sample_posterior(self, loc, log_scale, seed=None):
+        """A reparameterised draw `loc + scale * noise` from the posterior; `seed` as in `noise`."""
+        return loc + self.scale(log_scale) * self.noise(ops.shape(loc), seed=seed)
 
     def sample_prior(self, shape, seed=None):
         """A draw from the prior (the creative regime); `seed` as in `noise`."""

@@ -21,6 +21,7 @@ from keras_ace.models.likelihood import bernoulli_nll
 from keras_ace.models.symmetries import COLOR_INVERSES
 from keras_ace.models.symmetries import at_states
 from keras_ace.models.symmetries import every_state
+from keras_ace.models.symmetries import repeat_rows
 from keras_ace.models.symmetries import make_symmetries
 from keras_ace.models.symmetries import symmetry_kinds
 from keras_ace.models.symmetry_statistics_net import SymmetryStatisticsNet
@@ -254,7 +255,7 @@ class ACE(PaperTraining, GenerationAndControl, keras.Model):
         y = ops.cast(ops.reshape(y, (-1,)), "int32")
         # Each state's rows with a discrete symmetry, the expectation over its posterior.
         rows, copies, expected = likelihood.over_states(outputs)
-        x_rows, y_rows = likelihood.repeat_rows(x, copies), likelihood.repeat_rows(y, copies)
+        x_rows, y_rows = repeat_rows(x, copies), repeat_rows(y, copies)
         # The true class picks the latent block and the decoder (supervised training).
         loc = class_rows(rows["latent_loc"], y_rows, self.num_classes)  # (B, L)
         log_scale = class_rows(rows["latent_log_scale"], y_rows, self.num_classes)

@@ -14,6 +14,7 @@ from keras import ops
 from keras_ace import validation
 from keras_ace.models.symmetries import every_state
 from keras_ace.models.symmetries import per_state
+from keras_ace.models.symmetries import repeat_rows
 
 # Keeps the Bernoulli log-likelihood finite where a resampled output is exactly 0 or 1.
 PROBABILITY_EPSILON = 1e-6
@@ -45,11 +46,6 @@ def over_states(outputs):
     weights = ops.exp(rows["log_weights"])  # (B, S)
     copies = weights.shape[-1]
     return rows, copies, lambda term: ops.sum(per_state(term, copies) * ops.transpose(weights), axis=0)
-
-
-def repeat_rows(t, copies):
-    """t (B, ...) repeated `copies` times along the batch, as `over_states`' rows are."""
-    return t if copies == 1 else ops.concatenate([ops.convert_to_tensor(t)] * copies, axis=0)
 
 
 def nll_bound(model, x, outputs):
@@ -97,8 +93,7 @@ def in_a_sampled_frame(model, x):
     """`ACE.call`'s outputs on x with the symmetry statistics drawn from their posterior (a fixed seed)."""
     statistics = model.symmetry_net(x)
     loc, log_scale = statistics["loc"], statistics["log_scale"]
-    sampler = model.symmetry_net.sampler
-    u = loc + sampler.scale(log_scale) * sampler.noise(ops.shape(loc), seed=model.inference_seed + 1)
+    u = model.symmetry_net.sampler.sample_posterior(loc, log_scale, seed=model.inference_seed + 1)
     states = ops.argmax(statistics["state_logits"], axis=-1) if "state_logits" in statistics else None
     return model.read_in_frame(x, statistics, model.symmetry_net.frame(u, states))
 
@@ -171,7 +166,7 @@ def log_importance_weights(model, x, samples, generator):
         statistics = model.symmetry_net(x)
         loc, log_scale = (ops.repeat(statistics[k], samples, axis=0) for k in ("loc", "log_scale"))  # (R, n)
         sampler = model.symmetry_net.sampler
-        u = loc + sampler.scale(log_scale) * sampler.noise(ops.shape(loc), seed=generator)
+        u = sampler.sample_posterior(loc, log_scale, seed=generator)
         log_weight = sampler.log_prior(u) - sampler.log_posterior(u, loc, log_scale)  # (R,)
         frame = model.symmetry_net.frame(u)
         discrete = model.symmetry_net.discrete

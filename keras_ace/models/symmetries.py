@@ -241,11 +241,15 @@ def discrete_symmetry(symmetries):
 def every_state(x, frame, discrete):
     """Images x (B, H, W, C) and their frame repeated once per state of `discrete`, state-major (S * B rows), each row's state filled in."""
     copies = discrete.num_states
-    repeat = lambda t: ops.concatenate([t] * copies, axis=0)
-    rows = {k: repeat(v) for k, v in frame.items()}
+    rows = {k: repeat_rows(v, copies) for k, v in frame.items()}
     column = ops.zeros_like(x[:, 0, 0, :1])  # (B, 1)
     rows[discrete.key] = ops.concatenate([column + s for s in range(copies)], axis=0)
-    return repeat(x), rows
+    return repeat_rows(x, copies), rows
+
+
+def repeat_rows(t, copies):
+    """t (B, ...) repeated `copies` times along the batch, state-major: (copies * B, ...)."""
+    return t if copies == 1 else ops.concatenate([ops.convert_to_tensor(t)] * copies, axis=0)
 
 
 def per_state(rows, copies):

@@ -95,7 +95,8 @@ def train_panel(preset, config, verbose=2):
     epoch, steps_done = BackupAndRestore.position(backup) or (first_epoch, 0)
     if not data.resumes_within_epochs():
         steps_done = 0  # the epoch is trained again from its first step, as Keras' backup does
-    for start, end, skip in ([(epoch, epoch + 1, steps_done)] if steps_done else []) + [(epoch + bool(steps_done), config.epochs, 0)]:
+    spans = [(epoch, epoch + 1, steps_done), (epoch + 1, config.epochs, 0)] if steps_done else [(epoch, config.epochs, 0)]
+    for start, end, skip in spans:  # (first epoch, end epoch, steps of the first already done)
         if start >= end:
             continue
         inputs, following = data.fit_inputs(start, skip)
